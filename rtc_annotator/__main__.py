@@ -1,0 +1,3 @@
+from rtc_annotator.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The ``rtc-annotator`` command line: a thin layer over the library.
+
+Each command group lives in :mod:`rtc_annotator.commands`; this module mounts them, sets up
+logging and turns any project error that escapes into one line on stderr (exit 2).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from rtc_annotator import __version__, logs
+from rtc_annotator.commands import config_cmd, storage_cmd
+from rtc_annotator.errors import RtcAnnotatorError
+
+app = typer.Typer(
+    name="rtc-annotator",
+    help="Run video annotation pipelines on remote GPU workers over WebRTC.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(storage_cmd.app, name="storage")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rtc-annotator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    logs.configure(log_level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="rtc-annotator")
+    except RtcAnnotatorError as exc:
+        sys.stderr.write(f"error: {exc.code}: {exc.one_line()}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

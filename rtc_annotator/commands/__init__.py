@@ -1,0 +1,1 @@
+"""CLI command groups, one module each; :mod:`rtc_annotator.cli` mounts them."""
