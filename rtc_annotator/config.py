@@ -392,25 +392,29 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
         model = StorageSettings
     if model is not None and key in model.model_fields:
         field_doc = model.model_fields[key].description or ""
-    return f"{key}: {field_doc}" if field_doc else "see config.example.toml"
+    if field_doc:
+        return f"set {key} to a valid value ({field_doc.rstrip('.')})"
+    return "see config.example.toml for valid values"
 
 
 def _format_validation(exc: ValidationError, source: str) -> ConfigError:
+    """One message for all problems: ``file: [section] key: problem (fix: ...)``."""
     lines: list[str] = []
-    first_hint = ""
+    hints: list[str] = []
     for err in exc.errors():
         section, key = _location(tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" if key else "unknown section"
+            msg = "unknown key" if section != "(top level)" else "unknown section"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
         where = f"{section} {key}".strip() if key else section
-        lines.append(f"{source}: {where}: {msg}")
-        if not first_hint:
-            first_hint = _hint_for(err, section, key)
-    message = lines[0] if len(lines) == 1 else "; ".join(lines)
-    return ConfigError(message, hint=first_hint)
+        hint = _hint_for(err, section, key)
+        lines.append(f"{where}: {msg}")
+        hints.append(f"{where}: {hint}" if len(exc.errors()) > 1 else hint)
+    return ConfigError(f"{source}: " + "; ".join(lines), hint="; ".join(hints))
 
 
 def load_settings(
