@@ -70,7 +70,8 @@ class SignalingSettings(_Section):
     )
     room: str | None = Field(default=None, description="Room (lab) to join.")
     token: str | None = Field(
-        default=None, description="Token issued by the room admin (its role and room are signed in)."
+        default=None,
+        description="Token issued by the room admin (its role and room are signed in).",
     )
     heartbeat_s: float = Field(default=5.0, gt=0, description="Seconds between heartbeats.")
     reconnect_max_s: float = Field(
@@ -157,7 +158,9 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "sqlite://", "postgresql://")):
+        if not v.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://", "sqlite://", "postgresql://")
+        ):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         if v.startswith("sqlite://"):
             v = "sqlite+aiosqlite://" + v[len("sqlite://") :]
@@ -263,7 +266,9 @@ _SECTIONS: dict[str, type[_Section]] = {
 # --------------------------------------------------------------------------- loading
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, env: Mapping[str, str]
+) -> Path | None:
     if explicit is not None:
         return Path(explicit)
     if env.get("RTC_ANNOTATOR_CONFIG"):
@@ -283,8 +288,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a config file") from None
     except PermissionError:
-        raise ConfigError(f"{path}: cannot read config file (permission denied)",
-                          hint="fix its permissions") from None
+        raise ConfigError(
+            f"{path}: cannot read config file (permission denied)", hint="fix its permissions"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from None
     except OSError as exc:
@@ -378,9 +384,9 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
             )
         if section.startswith("[storage."):
             return _did_you_mean(name, list(StorageSettings.model_fields), section.strip("[]"))
-        model = _SECTIONS.get(section.strip("[]"))
-        if model is not None:
-            return _did_you_mean(name, list(model.model_fields), section.strip("[]"))
+        section_model = _SECTIONS.get(section.strip("[]"))
+        if section_model is not None:
+            return _did_you_mean(name, list(section_model.model_fields), section.strip("[]"))
         return "remove it"
     if kind == "missing":
         if section.startswith("[storage.") and key == "base_path":
@@ -449,8 +455,6 @@ def load_settings(
         try:
             StorageBackend(name=name, base_path=settings.storage[name].base_path)
         except RtcAnnotatorError as exc:
-            raise ConfigError(
-                f"{source}: [storage.{name}]: {exc.message}", hint=exc.hint
-            ) from None
+            raise ConfigError(f"{source}: [storage.{name}]: {exc.message}", hint=exc.hint) from None
     settings.source = file
     return settings

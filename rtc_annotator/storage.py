@@ -65,7 +65,9 @@ def split_wire_path(value: str, *, what: str, allow_empty: bool) -> tuple[str, .
     if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise PathRejected(f"{what} is longer than {MAX_PATH_BYTES} bytes")
     if value.startswith(("//", "\\\\")):
-        raise PathRejected(f"{what} {value!r} is a UNC path", hint="send a path relative to the backend")
+        raise PathRejected(
+            f"{what} {value!r} is a UNC path", hint="send a path relative to the backend"
+        )
     if "\\" in value:
         raise PathRejected(
             f"{what} {value!r} contains a backslash",
@@ -73,10 +75,13 @@ def split_wire_path(value: str, *, what: str, allow_empty: bool) -> tuple[str, .
         )
     if _DRIVE_RE.match(value):
         raise PathRejected(
-            f"{what} {value!r} starts with a drive letter", hint="send a path relative to the backend"
+            f"{what} {value!r} starts with a drive letter",
+            hint="send a path relative to the backend",
         )
     if value.startswith("/"):
-        raise PathRejected(f"{what} {value!r} is absolute", hint="send a path relative to the backend")
+        raise PathRejected(
+            f"{what} {value!r} is absolute", hint="send a path relative to the backend"
+        )
     parts = tuple(value.split("/"))
     for part in parts:
         if part == "":
@@ -129,7 +134,8 @@ class StorageBackend:
         base = Path(self.base_path).expanduser()
         if not base.is_absolute():
             raise PathRejected(
-                f"base_path {str(self.base_path)!r} of storage backend {self.name!r} is not absolute",
+                f"base_path {str(self.base_path)!r} of storage backend {self.name!r} "
+                "is not absolute",
                 hint="give the mount point as an absolute path",
             )
         object.__setattr__(self, "base_path", Path(os.path.normpath(base)))

@@ -27,7 +27,7 @@ def list_backends(
 ) -> None:
     """List the storage backends this machine mounts."""
     storage = settings_from(config).storage_config()
-    rows = []
+    rows: list[dict[str, str]] = []
     for name in storage.list_backends():
         b = storage.backends[name]
         rows.append(
@@ -35,7 +35,7 @@ def list_backends(
                 "name": b.name,
                 "type": b.type,
                 "base_path": str(b.base_path),
-                "exists": b.base_path.is_dir(),
+                "exists": "yes" if b.base_path.is_dir() else "NO",
                 "user_subdir": b.user_subdir,
                 "description": b.description,
             }
@@ -49,8 +49,12 @@ def list_backends(
     table = Table("name", "type", "base_path", "mounted", "user_subdir", "description")
     for r in rows:
         table.add_row(
-            r["name"], r["type"], r["base_path"], "yes" if r["exists"] else "NO",
-            r["user_subdir"], r["description"],
+            r["name"],
+            r["type"],
+            r["base_path"],
+            r["exists"],
+            r["user_subdir"],
+            r["description"],
         )
     Console().print(table)
 

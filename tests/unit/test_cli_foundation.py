@@ -66,7 +66,7 @@ def test_storage_to_relative_and_list(config: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and "NOT_UNDER_BACKEND" in r.stderr
     r = cli("storage", "list", "--config", str(config), "--json")
     rows = json.loads(r.stdout)
-    assert [(x["name"], x["type"], x["exists"]) for x in rows] == [("vast", "vast", True)]
+    assert [(x["name"], x["type"], x["exists"]) for x in rows] == [("vast", "vast", "yes")]
 
 
 def test_config_check(config: Path, tmp_path: Path) -> None:
