@@ -1,0 +1,102 @@
+"""ICE configuration: the configured server list and the host-candidate restriction.
+
+aiortc falls back to a public STUN server when ``iceServers`` is ``None``, so
+:func:`rtc_configuration` always passes an explicit list (empty by default).
+
+Host restriction: aioice's ``Connection.gather_candidates()`` asks the module function
+``aioice.ice.get_host_addresses()`` for every local address *except* 127.0.0.1 and hands that
+list to ``Connection.get_component_candidates(component, addresses)``. Neither aioice 0.13 nor
+aiortc 1.16 takes an option for it. :func:`restrict_host_candidates` therefore wraps
+``get_component_candidates`` *on the one Connection object of each ICE gatherer of one peer
+connection* so it binds exactly the configured addresses. Nothing global is patched: other peer
+connections in the process are unaffected. It must run after the transports exist and before
+``setLocalDescription()`` gathers (offerer: after ``createDataChannel``; answerer: after
+``setRemoteDescription``). The only private attribute touched is ``RTCIceGatherer._connection``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+from rtc_annotator.config import IceSettings
+from rtc_annotator.errors import ConfigError
+
+
+def rtc_configuration(
+    ice: IceSettings, extra_servers: Sequence[dict[str, Any]] | None = None
+) -> RTCConfiguration:
+    """RTCConfiguration from ``[ice] servers`` plus servers handed out by the signaling server.
+
+    ``extra_servers`` items look like ``{"urls": [...], "username": ..., "credential": ...}``.
+    """
+    servers = [
+        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+        for s in ice.servers
+    ]
+    for item in extra_servers or ():
+        urls = item.get("urls")
+        servers.append(
+            RTCIceServer(
+                urls=[urls] if isinstance(urls, str) else list(urls or []),
+                username=item.get("username"),
+                credential=item.get("credential"),
+            )
+        )
+    return RTCConfiguration(iceServers=servers)
+
+
+def check_host_addresses(addresses: Sequence[str]) -> list[str]:
+    """Validate ``[ice] host_addresses`` (literal IPv4/IPv6 addresses)."""
+    out = []
+    for addr in addresses:
+        try:
+            out.append(str(ipaddress.ip_address(addr)))
+        except ValueError:
+            raise ConfigError(
+                f"[ice] host_addresses: {addr!r} is not an IP address",
+                hint="list literal local addresses such as 127.0.0.1",
+            ) from None
+    return out
+
+
+def _gatherers(pc: RTCPeerConnection) -> list[Any]:
+    found = []
+    sctp = pc.sctp
+    if sctp is not None:
+        found.append(sctp.transport.transport.iceGatherer)
+    for transceiver in pc.getTransceivers():
+        sender = transceiver.sender
+        if sender.transport is not None:
+            found.append(sender.transport.transport.iceGatherer)
+    return found
+
+
+def restrict_host_candidates(pc: RTCPeerConnection, addresses: Sequence[str]) -> int:
+    """Make every not-yet-gathered ICE gatherer of ``pc`` bind only ``addresses``.
+
+    An empty ``addresses`` leaves aioice's default (all addresses but loopback). Returns the
+    number of gatherers restricted.
+    """
+    if not addresses:
+        return 0
+    allowed = check_host_addresses(addresses)
+    count = 0
+    for gatherer in _gatherers(pc):
+        connection = gatherer._connection
+        if getattr(connection, "_rtc_annotator_restricted", False):
+            continue
+        original = connection.get_component_candidates
+
+        async def only_allowed(
+            component: int, addresses: list[str], timeout: int = 5, _orig: Any = original
+        ) -> Any:
+            return await _orig(component=component, addresses=list(allowed), timeout=timeout)
+
+        connection.get_component_candidates = only_allowed
+        connection._rtc_annotator_restricted = True
+        count += 1
+    return count
