@@ -1,0 +1,566 @@
+"""The store: one async SQLAlchemy engine over SQLite or PostgreSQL, and its repository API.
+
+``Store.open(url)`` brings the schema to the newest Alembic revision on both dialects (on
+PostgreSQL under an advisory lock, so several processes may open it at once), so a new SQLite
+file or an empty PostgreSQL database is ready after ``open``.
+
+Every write of artifacts goes through :meth:`Store.ingest`: it validates the whole batch first,
+then writes it in one transaction, skipping artifact ids already stored, and updates the
+projections (``run_summaries``, ``text_segments`` + full-text index, ``object_labels``,
+``scene_ranges``) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from rtc_annotator.artifacts.envelope import ArtifactEnvelope, coerce_envelope
+from rtc_annotator.artifacts.schemas import SchemaError, registry
+from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.logs import get_logger
+from rtc_annotator.store import migrate
+from rtc_annotator.store.models import (
+    Artifact,
+    ArtifactSelection,
+    Asset,
+    ObjectLabel,
+    Run,
+    RunSummary,
+    SceneRange,
+    TextSegment,
+)
+from rtc_annotator.store.selection import Candidate, Selection, SelectionError, resolve
+
+log = get_logger(__name__)
+
+RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+TEXT_SOURCES = {"transcript.segment": "transcript", "ocr.text": "ocr"}
+ENVELOPE_FIELDS = tuple(ArtifactEnvelope.model_fields)
+
+artifacts_t: sa.Table = Artifact.__table__  # type: ignore[assignment]
+assets_t: sa.Table = Asset.__table__  # type: ignore[assignment]
+runs_t: sa.Table = Run.__table__  # type: ignore[assignment]
+selections_t: sa.Table = ArtifactSelection.__table__  # type: ignore[assignment]
+summaries_t: sa.Table = RunSummary.__table__  # type: ignore[assignment]
+text_t: sa.Table = TextSegment.__table__  # type: ignore[assignment]
+objects_t: sa.Table = ObjectLabel.__table__  # type: ignore[assignment]
+scenes_t: sa.Table = SceneRange.__table__  # type: ignore[assignment]
+
+
+class StoreError(RtcAnnotatorError):
+    """The database failed or refused an operation."""
+
+    code = "STORE_ERROR"
+    default_hint = "check the [database] url and that the database is reachable"
+
+
+class NotFound(RtcAnnotatorError):
+    """A video, run or artifact does not exist in the store."""
+
+    code = "NOT_FOUND"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``sqlite://`` and ``postgresql://`` as short forms of the async drivers."""
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url[len("postgres://"):]
+    return url
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_asset_id(asset_id: str) -> str:
+    if not ASSET_ID_RE.match(asset_id):
+        raise NotFound(
+            f"{asset_id[:80]!r} is not an asset id",
+            hint="an asset id is the sha256 hex of the video bytes (64 lowercase hex digits)",
+        )
+    return asset_id
+
+
+def envelope_from_row(row: Any) -> ArtifactEnvelope:
+    """Build an envelope from a stored row (already validated when it was written)."""
+    data = {name: getattr(row, name) for name in ENVELOPE_FIELDS}
+    data["created_at"] = utc(data["created_at"])
+    return ArtifactEnvelope.model_construct(**data)
+
+
+class Store:
+    """Repository over the store's database. Create with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, url: str, *, upgrade: bool = True) -> Store:
+        url = normalise_url(url)
+        try:
+            parsed = make_url(url)
+        except Exception as exc:
+            raise StoreError(f"cannot read database url {url!r}: {exc}") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise StoreError(f"unsupported database {parsed.get_backend_name()!r}",
+                             hint="use sqlite+aiosqlite:///FILE or postgresql+asyncpg://...")
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        store = cls(engine)
+        try:
+            if upgrade:
+                await store.upgrade()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def upgrade(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        try:
+            async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7235519)"))
+                current = await conn.run_sync(migrate.current_revision)
+                if current != migrate.head_revision():
+                    log.info("migrating store from=%s to=head", current)
+                    await conn.run_sync(migrate.upgrade)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open or migrate the store: {_short(exc)}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot reach the database: {exc}") from None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- assets and runs -------------------------------------------------------------------
+    async def upsert_asset(
+        self,
+        asset_id: str,
+        filename: str,
+        size_bytes: int,
+        duration_ms: int | None = None,
+        fps: float | None = None,
+        variable_frame_rate: bool | None = None,
+    ) -> None:
+        check_asset_id(asset_id)
+        values: dict[str, Any] = {"filename": filename, "size_bytes": size_bytes}
+        for key, val in (("duration_ms", duration_ms), ("fps", fps),
+                         ("variable_frame_rate", variable_frame_rate)):
+            if val is not None:
+                values[key] = val
+        stmt = self._insert(assets_t).values(
+            asset_id=asset_id, created_at=datetime.now(UTC), **values
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=["asset_id"], set_=values)
+        async with self._begin() as conn:
+            await conn.execute(stmt)
+
+    async def start_run(
+        self, run_id: str, asset_id: str, pipeline: str, model_profile: str, worker: str,
+        config_hash: str, status: str = "running",
+    ) -> None:
+        """Record a run (status ``running`` unless given); restarting a run id resets it."""
+        _check_status(status)
+        check_asset_id(asset_id)
+        values = dict(asset_id=asset_id, pipeline=pipeline, model_profile=model_profile,
+                      worker=worker, config_hash=config_hash, status=status,
+                      started_at=datetime.now(UTC), finished_at=None, error=None)
+        stmt = self._insert(runs_t).values(run_id=run_id, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["run_id"], set_=values)
+        async with self._begin() as conn:
+            await self._ensure_assets(conn, [asset_id])
+            await conn.execute(stmt)
+
+    async def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        _check_status(status)
+        finished = datetime.now(UTC) if status in ("completed", "failed", "cancelled") else None
+        async with self._begin() as conn:
+            res = await conn.execute(
+                runs_t.update().where(runs_t.c.run_id == run_id)
+                .values(status=status, error=error, finished_at=finished)
+            )
+            if res.rowcount == 0:
+                raise NotFound(f"run {run_id!r} was never started",
+                               hint="call start_run before finish_run")
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        async with self._connect() as conn:
+            row = (await conn.execute(sa.select(runs_t).where(runs_t.c.run_id == run_id))).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return _run_dict(row)
+
+    async def runs(self, asset_id: str) -> list[dict[str, Any]]:
+        async with self._connect() as conn:
+            rows = (await conn.execute(
+                sa.select(runs_t).where(runs_t.c.asset_id == asset_id)
+                .order_by(runs_t.c.started_at, runs_t.c.run_id)
+            )).all()
+        return [_run_dict(r) for r in rows]
+
+    async def list_assets(self) -> list[dict[str, Any]]:
+        async with self._connect() as conn:
+            assets = (await conn.execute(sa.select(assets_t).order_by(assets_t.c.created_at,
+                                                                     assets_t.c.asset_id))).all()
+            counts = (await conn.execute(
+                sa.select(summaries_t.c.asset_id, summaries_t.c.artifact_type,
+                          sa.func.sum(summaries_t.c.artifact_count))
+                .group_by(summaries_t.c.asset_id, summaries_t.c.artifact_type)
+            )).all()
+        by_asset: dict[str, dict[str, int]] = {}
+        for asset_id, atype, n in counts:
+            by_asset.setdefault(asset_id, {})[atype] = int(n)
+        return [_asset_dict(a, by_asset.get(a.asset_id, {})) for a in assets]
+
+    async def get_asset(self, asset_id: str) -> dict[str, Any]:
+        check_asset_id(asset_id)
+        async with self._connect() as conn:
+            row = (await conn.execute(
+                sa.select(assets_t).where(assets_t.c.asset_id == asset_id))).first()
+            if row is None:
+                raise NotFound(f"no video with asset id {asset_id}",
+                               hint="list videos with `rtc-annotator results` or GET /v1/videos")
+            counts = (await conn.execute(
+                sa.select(summaries_t.c.artifact_type, sa.func.sum(summaries_t.c.artifact_count))
+                .where(summaries_t.c.asset_id == asset_id)
+                .group_by(summaries_t.c.artifact_type)
+            )).all()
+        return _asset_dict(row, {t: int(n) for t, n in counts})
+
+    # -- ingest ----------------------------------------------------------------------------
+    async def ingest(self, envelopes: Sequence[ArtifactEnvelope | dict[str, Any]]) -> int:
+        """Validate all, write all in one transaction; return how many were new.
+
+        Idempotent on ``artifact_id``: envelopes already stored (or repeated in the batch) are
+        skipped. Any invalid envelope raises :class:`SchemaError` and nothing is written.
+        """
+        unique: dict[str, ArtifactEnvelope] = {}
+        for index, value in enumerate(envelopes):
+            env = coerce_envelope(value, index)
+            unique.setdefault(env.artifact_id, env)
+        if not unique:
+            return 0
+        batch = list(unique.values())
+        async with self._begin() as conn:
+            await self._ensure_assets(conn, {e.asset_id for e in batch})
+            new_ids = await self._insert_artifacts(conn, batch)
+            fresh = [e for e in batch if e.artifact_id in new_ids]
+            await self._project(conn, fresh)
+        log.debug("ingested batch=%d new=%d", len(batch), len(fresh))
+        return len(fresh)
+
+    async def _ensure_assets(self, conn: AsyncConnection, asset_ids: Iterable[str]) -> None:
+        now = datetime.now(UTC)
+        rows = [{"asset_id": a, "filename": "", "created_at": now} for a in sorted(asset_ids)]
+        if rows:
+            await conn.execute(
+                self._insert(assets_t).on_conflict_do_nothing(index_elements=["asset_id"]), rows
+            )
+
+    async def _insert_artifacts(self, conn: AsyncConnection,
+                                batch: list[ArtifactEnvelope]) -> set[str]:
+        rows = [
+            {name: getattr(e, name) for name in ENVELOPE_FIELDS} for e in batch
+        ]
+        stmt = (
+            self._insert(artifacts_t)
+            .on_conflict_do_nothing(index_elements=["artifact_id"])
+            .returning(artifacts_t.c.artifact_id)
+        )
+        result = await conn.execute(stmt, rows)
+        return set(result.scalars().all())
+
+    async def _project(self, conn: AsyncConnection, fresh: list[ArtifactEnvelope]) -> None:
+        texts: list[dict[str, Any]] = []
+        objects: list[dict[str, Any]] = []
+        scenes: list[dict[str, Any]] = []
+        summary: dict[tuple[str, str, str], list[Any]] = {}
+        for e in fresh:
+            key = (e.asset_id, e.artifact_type, e.run_id)
+            entry = summary.get(key)
+            if entry is None:
+                summary[key] = [e.model_profile, 1, e.created_at]
+            else:
+                entry[1] += 1
+                entry[2] = max(entry[2], e.created_at)
+            p = e.payload
+            base = {"artifact_id": e.artifact_id, "asset_id": e.asset_id, "run_id": e.run_id,
+                    "start_ms": e.span_start_ms, "end_ms": e.span_end_ms}
+            if e.artifact_type in TEXT_SOURCES:
+                texts.append({**base, "source": TEXT_SOURCES[e.artifact_type],
+                              "confidence": p["confidence"], "text": p["text"]})
+            elif e.artifact_type == "object.detection":
+                objects.append({**base, "label": p["label"], "confidence": p["confidence"]})
+            elif e.artifact_type == "scene":
+                scenes.append({**base, "scene_index": p["index"]})
+            elif e.artifact_type == "video.metadata":
+                await conn.execute(
+                    assets_t.update().where(assets_t.c.asset_id == e.asset_id).values(
+                        duration_ms=p["duration_ms"], fps=p["fps"],
+                        variable_frame_rate=p["variable_frame_rate"],
+                        size_bytes=p["size_bytes"],
+                    )
+                )
+        for table, rows in ((text_t, texts), (objects_t, objects), (scenes_t, scenes)):
+            if rows:
+                await conn.execute(table.insert(), rows)
+        if summary:
+            ins = self._insert(summaries_t)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["asset_id", "artifact_type", "run_id"],
+                set_={
+                    "artifact_count": summaries_t.c.artifact_count + ins.excluded.artifact_count,
+                    "last_created_at": sa.case(
+                        (ins.excluded.last_created_at > summaries_t.c.last_created_at,
+                         ins.excluded.last_created_at),
+                        else_=summaries_t.c.last_created_at,
+                    ),
+                },
+            )
+            await conn.execute(stmt, [
+                {"asset_id": a, "artifact_type": t, "run_id": r, "model_profile": v[0],
+                 "artifact_count": v[1], "last_created_at": v[2]}
+                for (a, t, r), v in sorted(summary.items())
+            ])
+
+    # -- selections ------------------------------------------------------------------------
+    async def candidates(self, asset_id: str, artifact_type: str) -> list[Candidate]:
+        async with self._connect() as conn:
+            rows = (await conn.execute(
+                sa.select(summaries_t.c.run_id, summaries_t.c.model_profile,
+                          summaries_t.c.last_created_at, runs_t.c.status)
+                .select_from(summaries_t.outerjoin(runs_t, runs_t.c.run_id == summaries_t.c.run_id))
+                .where(summaries_t.c.asset_id == asset_id,
+                       summaries_t.c.artifact_type == artifact_type)
+            )).all()
+        return [Candidate(r[0], r[1], utc(r[2]), r[3]) for r in rows]
+
+    async def get_selection(self, asset_id: str, artifact_type: str) -> Selection:
+        async with self._connect() as conn:
+            row = (await conn.execute(sa.select(selections_t).where(
+                selections_t.c.asset_id == asset_id,
+                selections_t.c.artifact_type == artifact_type))).first()
+        if row is None:
+            return Selection()
+        return Selection(mode=row.mode, run_id=row.run_id, model_profile=row.model_profile)
+
+    async def set_selection(self, asset_id: str, artifact_type: str,
+                            selection: Selection) -> None:
+        check_asset_id(asset_id)
+        if artifact_type not in {t for t, _ in registry.known()}:
+            raise SelectionError(f"unknown artifact type {artifact_type!r}",
+                                 hint="types: " + ", ".join(sorted({t for t, _ in
+                                                                     registry.known()})))
+        values = {"mode": selection.mode, "run_id": selection.run_id,
+                  "model_profile": selection.model_profile, "updated_at": datetime.now(UTC)}
+        stmt = self._insert(selections_t).values(asset_id=asset_id, artifact_type=artifact_type,
+                                                 **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["asset_id", "artifact_type"],
+                                          set_=values)
+        async with self._begin() as conn:
+            await conn.execute(stmt)
+
+    async def selected_run(self, asset_id: str, artifact_type: str,
+                           selection: Selection | None = None) -> str | None:
+        """The run whose artifacts count, per ``selection`` or the stored/default policy."""
+        if selection is None:
+            selection = await self.get_selection(asset_id, artifact_type)
+        if selection.mode == "pinned":
+            return selection.run_id
+        return resolve(selection, await self.candidates(asset_id, artifact_type))
+
+    async def artifact_types(self, asset_id: str) -> list[str]:
+        async with self._connect() as conn:
+            rows = (await conn.execute(
+                sa.select(summaries_t.c.artifact_type).distinct()
+                .where(summaries_t.c.asset_id == asset_id)
+                .order_by(summaries_t.c.artifact_type))).scalars().all()
+        return list(rows)
+
+    async def profiles(self, asset_id: str, artifact_type: str | None = None) -> list[str]:
+        q = sa.select(summaries_t.c.model_profile).distinct().where(
+            summaries_t.c.asset_id == asset_id)
+        if artifact_type:
+            q = q.where(summaries_t.c.artifact_type == artifact_type)
+        async with self._connect() as conn:
+            return sorted((await conn.execute(q)).scalars().all())
+
+    # -- artifact queries ------------------------------------------------------------------
+    async def _run_filter(self, asset_id: str, artifact_type: str | None,
+                          selection: Selection | None) -> sa.ColumnElement[bool]:
+        types = [artifact_type] if artifact_type else await self.artifact_types(asset_id)
+        parts = []
+        for t in types:
+            run = await self.selected_run(asset_id, t, selection)
+            if run is not None:
+                parts.append(sa.and_(artifacts_t.c.artifact_type == t,
+                                     artifacts_t.c.run_id == run))
+        return sa.or_(*parts) if parts else sa.false()
+
+    async def artifacts(
+        self,
+        asset_id: str,
+        artifact_type: str | None = None,
+        *,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        run_id: str | None = None,
+        model_profile: str | None = None,
+        selection: Selection | None = None,
+        apply_selection: bool = True,
+        limit: int = 1000,
+        after: tuple[int, int, str] | None = None,
+    ) -> list[ArtifactEnvelope]:
+        """Artifacts of a video overlapping ``[from_ms, to_ms]``, ordered by (start, end, id).
+
+        With ``run_id`` only that run; otherwise, unless ``apply_selection`` is false, only the
+        selected run per type. ``after`` is a keyset cursor (start, end, id) for paging.
+        """
+        c = artifacts_t.c
+        q = sa.select(artifacts_t).where(c.asset_id == asset_id)
+        if artifact_type:
+            q = q.where(c.artifact_type == artifact_type)
+        if run_id is not None:
+            q = q.where(c.run_id == run_id)
+        elif apply_selection:
+            q = q.where(await self._run_filter(asset_id, artifact_type, selection))
+        if model_profile:
+            q = q.where(c.model_profile == model_profile)
+        if from_ms is not None:
+            q = q.where(c.span_end_ms >= from_ms)
+        if to_ms is not None:
+            q = q.where(c.span_start_ms <= to_ms)
+        if after is not None:
+            q = q.where(sa.tuple_(c.span_start_ms, c.span_end_ms, c.artifact_id)
+                        > sa.tuple_(*after))
+        q = q.order_by(c.span_start_ms, c.span_end_ms, c.artifact_id).limit(limit)
+        async with self._connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [envelope_from_row(r) for r in rows]
+
+    async def iter_artifacts(self, asset_id: str, artifact_type: str | None = None, *,
+                             page: int = 1000, **kw: Any) -> AsyncIterator[ArtifactEnvelope]:
+        """All matching artifacts, fetched a page at a time (for exports)."""
+        after: tuple[int, int, str] | None = None
+        while True:
+            chunk = await self.artifacts(asset_id, artifact_type, limit=page, after=after, **kw)
+            for env in chunk:
+                yield env
+            if len(chunk) < page:
+                return
+            last = chunk[-1]
+            after = (last.span_start_ms, last.span_end_ms, last.artifact_id)
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactEnvelope:
+        async with self._connect() as conn:
+            row = (await conn.execute(
+                sa.select(artifacts_t).where(artifacts_t.c.artifact_id == artifact_id))).first()
+        if row is None:
+            raise NotFound(f"no artifact {artifact_id[:80]!r}")
+        return envelope_from_row(row)
+
+    async def count_artifacts(self, asset_id: str | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(artifacts_t)
+        if asset_id:
+            q = q.where(artifacts_t.c.asset_id == asset_id)
+        async with self._connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    # -- connections with errors mapped --------------------------------------------------
+    def _begin(self) -> _Conn:
+        return _Conn(self.engine, begin=True)
+
+    def _connect(self) -> _Conn:
+        return _Conn(self.engine, begin=False)
+
+
+class _Conn:
+    """``async with``: a connection (optionally in a transaction); DB errors -> StoreError."""
+
+    def __init__(self, engine: AsyncEngine, begin: bool) -> None:
+        self._cm = engine.begin() if begin else engine.connect()
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            return await self._cm.__aenter__()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot reach the store: {_short(exc)}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot reach the database: {exc}") from None
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
+        try:
+            await self._cm.__aexit__(et, ev, tb)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_short(exc)}") from None
+        if isinstance(ev, SQLAlchemyError):
+            log.warning("database error: %s", _short(ev))
+            raise StoreError(f"database error: {_short(ev)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise StoreError(f"unknown run status {status!r}", hint="one of " + ", ".join(RUN_STATUSES))
+
+
+def _run_dict(row: Any) -> dict[str, Any]:
+    d = dict(row._mapping)
+    for key in ("started_at", "finished_at"):
+        if d[key] is not None:
+            d[key] = utc(d[key]).isoformat()
+    return d
+
+
+def _asset_dict(row: Any, counts: dict[str, int]) -> dict[str, Any]:
+    d = dict(row._mapping)
+    d["created_at"] = utc(d["created_at"]).isoformat()
+    d["artifact_counts"] = counts
+    return d
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+__all__ = ["NotFound", "SchemaError", "Store", "StoreError", "normalise_url"]
