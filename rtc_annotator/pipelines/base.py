@@ -1,0 +1,192 @@
+"""The one small interface every pipeline implements, and the errors pipelines raise.
+
+A :class:`Pipeline` has a ``name``, a ``version``, the ``artifact_types`` it produces and the
+Python modules it ``requires``. :meth:`Pipeline.probe` says whether this machine can run it
+(dependency importable, weights present in ``[worker] models_dir``, enough GPU memory) and why
+not. :meth:`Pipeline.run` yields :class:`PipelineOutput` objects *as they are produced*.
+
+Heavy libraries (faster-whisper, ultralytics, easyocr, torch) are imported only inside functions,
+so this package imports on a machine that has none of them.
+
+Errors (all under :class:`~rtc_annotator.errors.RtcAnnotatorError`)::
+
+    PipelineError            a pipeline failed while running                  PIPELINE_ERROR
+    +-- UnknownPipeline      no pipeline by that name                         UNKNOWN_PIPELINE
+    +-- PipelineUnavailable  dependency missing / not enough GPU memory       PIPELINE_NOT_AVAILABLE
+    +-- ModelNotAvailable    weights for the profile not in models_dir        MODEL_NOT_AVAILABLE
+    +-- OptionsError         bad pipeline options or profile                  OPTIONS_ERROR
+    +-- VideoError           the input cannot be opened or decoded            VIDEO_ERROR
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rtc_annotator.config import MODEL_PROFILES, Settings
+from rtc_annotator.errors import RtcAnnotatorError
+
+
+class PipelineError(RtcAnnotatorError):
+    """A pipeline failed while running."""
+
+    code = "PIPELINE_ERROR"
+
+
+class UnknownPipeline(PipelineError):
+    """No pipeline has that name."""
+
+    code = "UNKNOWN_PIPELINE"
+
+
+class PipelineUnavailable(PipelineError):
+    """The pipeline cannot run on this machine (dependency missing, GPU too small)."""
+
+    code = "PIPELINE_NOT_AVAILABLE"
+
+
+class ModelNotAvailable(PipelineError):
+    """The weights the profile needs are not in ``[worker] models_dir``."""
+
+    code = "MODEL_NOT_AVAILABLE"
+
+
+class OptionsError(PipelineError):
+    """Pipeline options or the model profile are invalid."""
+
+    code = "OPTIONS_ERROR"
+
+
+class VideoError(PipelineError):
+    """The video cannot be opened or decoded."""
+
+    code = "VIDEO_ERROR"
+    default_hint = "check that the file is a complete video that ffmpeg can play"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a pipeline can run here, and if not, why."""
+
+    ok: bool
+    """True when the pipeline can run on this machine."""
+    reason: str = ""
+    """Why it cannot run (empty when ``ok``), or a note such as the profiles present."""
+    profiles: tuple[str, ...] = ()
+    """Model profiles whose weights are present (every profile for model-free pipelines)."""
+
+
+@dataclass
+class PipelineOutput:
+    """One artifact payload as a pipeline produced it (the envelope is added later)."""
+
+    artifact_type: str
+    """Payload schema name, e.g. ``scene``."""
+    schema_version: int
+    """Version of that payload schema."""
+    span_start_ms: int
+    """Start of the span the artifact covers, ms from the media's presentation timestamps."""
+    span_end_ms: int
+    """End of that span (>= start)."""
+    payload: dict[str, Any]
+    """The payload, exactly the keys of the schema."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineOutput:
+        return cls(
+            artifact_type=str(data["artifact_type"]),
+            schema_version=int(data["schema_version"]),
+            span_start_ms=int(data["span_start_ms"]),
+            span_end_ms=int(data["span_end_ms"]),
+            payload=dict(data["payload"]),
+        )
+
+
+@dataclass
+class RunContext:
+    """What a running pipeline may know about its job and its machine."""
+
+    job_id: str
+    """Job id, for logs."""
+    profile: str = "balanced"
+    """Model profile: fast, balanced or high_quality."""
+    models_dir: Path | None = None
+    """``[worker] models_dir``: where weights are read from. Nothing is downloaded."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda`` (the child sees its one GPU as device 0)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form values a caller passes through (tests, tuning)."""
+
+
+class PipelineOptions(BaseModel):
+    """Base of every pipeline's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def module_importable(module: str) -> str:
+    """Import ``module``; return "" when it imports, else the reason it does not."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, OSError from broken native libs, ...
+        return f"cannot import {module}: {type(exc).__name__}: {exc}".replace("\n", " ")
+    return ""
+
+
+class Pipeline(ABC):
+    """One annotation pipeline. Subclasses set the class attributes and implement run()."""
+
+    name: ClassVar[str]
+    """Pipeline name used in jobs and config, e.g. ``scenes``."""
+    version: ClassVar[str]
+    """Producer version recorded with every artifact."""
+    artifact_types: ClassVar[tuple[str, ...]]
+    """Artifact types it yields."""
+    requirements: ClassVar[tuple[str, ...]] = ()
+    """Python modules that must import for it to run."""
+    options_model: ClassVar[type[PipelineOptions]] = PipelineOptions
+    """Pydantic model of its options."""
+
+    def parse_options(self, raw: Mapping[str, Any] | None) -> PipelineOptions:
+        """Validate this pipeline's options; raise :class:`OptionsError` with a hint."""
+        try:
+            return self.options_model.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "(options)"
+            known = ", ".join(self.options_model.model_fields) or "none"
+            raise OptionsError(
+                f"{self.name} option {key}: {err['msg']}",
+                hint=f"options of {self.name}: {known}",
+            ) from None
+
+    def probe(self, settings: Settings) -> Availability:
+        """Can this machine run the pipeline? Default: every requirement imports."""
+        for module in self.requirements:
+            reason = module_importable(module)
+            if reason:
+                return Availability(False, reason)
+        return Availability(True, "", MODEL_PROFILES)
+
+    @abstractmethod
+    def run(
+        self, video: Path, options: PipelineOptions, context: RunContext
+    ) -> Iterator[PipelineOutput]:
+        """Yield outputs as they are produced."""
+
+
+def check_profile(profile: str) -> str:
+    if profile not in MODEL_PROFILES:
+        raise OptionsError(
+            f"unknown model profile {profile!r}", hint=f"use one of {', '.join(MODEL_PROFILES)}"
+        )
+    return profile

@@ -1,0 +1,143 @@
+"""``ocr`` pipeline: easyocr on sampled frames; identical text on consecutive samples merged.
+
+The reader loads its detector and recognizer from ``<models_dir>/easyocr`` with
+``download_enabled=False``. :class:`TextSpanMerger` turns per-sample detections into spans: a
+text seen on consecutive samples is one ``ocr.text`` artifact from the first sample it appeared
+on to the first sample it was gone (or the end of the video), yielded when it closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from rtc_annotator.config import Settings
+from rtc_annotator.pipelines.base import (
+    Availability,
+    Pipeline,
+    PipelineOptions,
+    PipelineOutput,
+    RunContext,
+)
+from rtc_annotator.pipelines.frames import iter_frames, open_video
+from rtc_annotator.pipelines.profiles import probe_models, resolve_model
+
+SCHEMA_VERSION = 1
+
+
+class OcrOptions(PipelineOptions):
+    """Options of the ``ocr`` pipeline."""
+
+    sample_every_ms: int = Field(default=1000, ge=1, description="One frame per this many ms.")
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="easyocr languages.")
+    min_confidence: float = Field(default=0.3, ge=0, le=1, description="Drop weaker text.")
+
+
+@dataclass
+class TextItem:
+    """One piece of text found on one sample."""
+
+    text: str
+    confidence: float
+    polygon: list[list[float]]
+
+
+def readtext_items(results: Iterable[Any], width: int, height: int) -> list[TextItem]:
+    """Convert easyocr ``readtext`` output ``[(box, text, conf), ...]`` (pixel corners)."""
+    items = []
+    for box, text, conf in results:
+        clean = " ".join(str(text).split())
+        if not clean:
+            continue
+        polygon = [
+            [min(1.0, max(0.0, float(x) / width)), min(1.0, max(0.0, float(y) / height))]
+            for x, y in box
+        ]
+        items.append(TextItem(clean, min(1.0, max(0.0, float(conf))), polygon))
+    return items
+
+
+@dataclass
+class _Open:
+    start_ms: int
+    item: TextItem
+
+
+class TextSpanMerger:
+    """Merge identical text on consecutive samples into one span."""
+
+    def __init__(self, languages: list[str]) -> None:
+        self.languages = list(languages)
+        self._open: dict[str, _Open] = {}
+
+    def _payload(self, span: _Open, end_ms: int) -> PipelineOutput:
+        item = span.item
+        payload = {"text": item.text, "confidence": item.confidence, "polygon": item.polygon,
+                   "languages": self.languages}
+        return PipelineOutput("ocr.text", SCHEMA_VERSION, span.start_ms,
+                              max(end_ms, span.start_ms), payload)
+
+    def sample(self, pts_ms: int, items: Iterable[TextItem]) -> list[PipelineOutput]:
+        """Feed one sample; return the spans that closed (text gone on this sample)."""
+        seen: dict[str, TextItem] = {}
+        for item in items:
+            if item.text not in seen or item.confidence > seen[item.text].confidence:
+                seen[item.text] = item
+        closed = [self._payload(s, pts_ms) for t, s in self._open.items() if t not in seen]
+        self._open = {t: s for t, s in self._open.items() if t in seen}
+        for text, item in seen.items():
+            span = self._open.get(text)
+            if span is None:
+                self._open[text] = _Open(pts_ms, item)
+            elif item.confidence > span.item.confidence:
+                span.item = item
+        return sorted(closed, key=lambda o: (o.span_start_ms, o.payload["text"]))
+
+    def finish(self, end_ms: int) -> list[PipelineOutput]:
+        """Close every open span at ``end_ms``."""
+        closed = [self._payload(s, end_ms) for s in self._open.values()]
+        self._open = {}
+        return sorted(closed, key=lambda o: (o.span_start_ms, o.payload["text"]))
+
+
+class OcrPipeline(Pipeline):
+    name: ClassVar[str] = "ocr"
+    version: ClassVar[str] = "1.0"
+    artifact_types: ClassVar[tuple[str, ...]] = ("ocr.text",)
+    requirements: ClassVar[tuple[str, ...]] = ("torch", "easyocr")
+    options_model: ClassVar[type[PipelineOptions]] = OcrOptions
+
+    def probe(self, settings: Settings) -> Availability:
+        return probe_models(self.name, self.requirements, settings)
+
+    def run(
+        self, video: Path, options: PipelineOptions, context: RunContext
+    ) -> Iterator[PipelineOutput]:
+        assert isinstance(options, OcrOptions)
+        spec, _ = resolve_model(self.name, context.profile, context.models_dir)
+        assert context.models_dir is not None
+        store = context.models_dir / "easyocr"
+        import easyocr
+
+        reader = easyocr.Reader(
+            options.languages, gpu=context.device == "cuda", model_storage_directory=str(store),
+            user_network_directory=str(store / "user_network"), download_enabled=False,
+            recog_network=spec.model, verbose=False,
+        )
+        container = open_video(video)
+        duration_ms = round(container.duration / 1000) if container.duration else 0
+        container.close()
+        merger = TextSpanMerger(options.languages)
+        last_ms = 0
+        for frame in iter_frames(video, every_ms=options.sample_every_ms, pixel_format="rgb24"):
+            results = reader.readtext(frame.image, detail=1)
+            h, w = frame.image.shape[:2]
+            items = [i for i in readtext_items(results, w, h)
+                     if i.confidence >= options.min_confidence]
+            yield from merger.sample(frame.pts_ms, items)
+            last_ms = frame.pts_ms
+        yield from merger.finish(max(duration_ms, last_ms))

@@ -1,0 +1,129 @@
+"""``transcript`` pipeline: faster-whisper with VAD, word timestamps and language detection.
+
+The model directory is ``<models_dir>/faster-whisper/<size>`` (size from the profile); it is
+loaded with ``local_files_only=True`` so nothing is downloaded. The compute type comes from the
+profile (GPU precision on CUDA, int8 on CPU). faster-whisper decodes lazily: each segment is
+converted and yielded as soon as it is decoded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from rtc_annotator.config import Settings
+from rtc_annotator.logs import get_logger
+from rtc_annotator.pipelines.base import (
+    Availability,
+    Pipeline,
+    PipelineOptions,
+    PipelineOutput,
+    RunContext,
+    VideoError,
+)
+from rtc_annotator.pipelines.frames import open_video
+from rtc_annotator.pipelines.profiles import probe_models, resolve_model
+
+SCHEMA_VERSION = 1
+log = get_logger(__name__)
+_BEAM = {"fast": 1, "balanced": 5, "high_quality": 5}
+
+
+class TranscriptOptions(PipelineOptions):
+    """Options of the ``transcript`` pipeline."""
+
+    language: str | None = Field(default=None, description="ISO code; None: detect it.")
+    beam_size: int | None = Field(default=None, ge=1, le=20, description="Default from profile.")
+    vad_filter: bool = Field(default=True, description="Skip silence with Silero VAD.")
+    min_silence_ms: int = Field(default=500, ge=0, description="VAD: silence that splits speech.")
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def segment_payload(segment: Any, language: str) -> dict[str, Any]:
+    """Convert a faster-whisper ``Segment`` (with ``Word`` list) to a transcript.segment."""
+    words = [
+        {
+            "word": str(w.word).strip(),
+            "start_ms": _ms(w.start),
+            "end_ms": max(_ms(w.start), _ms(w.end)),
+            "probability": min(1.0, max(0.0, float(w.probability))),
+        }
+        for w in (segment.words or [])
+        if str(w.word).strip()
+    ]
+    start = _ms(segment.start)
+    return {
+        "text": str(segment.text).strip(),
+        "language": language,
+        "start_ms": start,
+        "end_ms": max(start, _ms(segment.end)),
+        "confidence": min(1.0, max(0.0, math.exp(float(segment.avg_logprob)))),
+        "words": words,
+    }
+
+
+def has_audio(video: Path) -> bool:
+    import av
+
+    try:
+        container = av.open(str(video))
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot open {video.name}: {exc}") from None
+    try:
+        return bool(container.streams.audio)
+    finally:
+        container.close()
+
+
+class TranscriptPipeline(Pipeline):
+    name: ClassVar[str] = "transcript"
+    version: ClassVar[str] = "1.0"
+    artifact_types: ClassVar[tuple[str, ...]] = ("transcript.segment",)
+    requirements: ClassVar[tuple[str, ...]] = ("faster_whisper",)
+    options_model: ClassVar[type[PipelineOptions]] = TranscriptOptions
+
+    def probe(self, settings: Settings) -> Availability:
+        return probe_models(self.name, self.requirements, settings)
+
+    def run(
+        self, video: Path, options: PipelineOptions, context: RunContext
+    ) -> Iterator[PipelineOutput]:
+        assert isinstance(options, TranscriptOptions)
+        spec, _ = resolve_model(self.name, context.profile, context.models_dir)
+        assert context.models_dir is not None
+        model_dir = context.models_dir / "faster-whisper" / spec.model
+        open_video(video).close()  # a clear VIDEO_ERROR for non-videos
+        if not has_audio(video):
+            log.info("no audio stream, no transcript", ctx={"job": context.job_id})
+            return
+        from faster_whisper import WhisperModel
+
+        model = WhisperModel(
+            str(model_dir), device=context.device, compute_type=spec.precision(context.device),
+            local_files_only=True,
+        )
+        segments, info = model.transcribe(
+            str(video),
+            language=options.language,
+            beam_size=options.beam_size or _BEAM[context.profile],
+            vad_filter=options.vad_filter,
+            vad_parameters={"min_silence_duration_ms": options.min_silence_ms},
+            word_timestamps=True,
+        )
+        language = options.language or str(info.language)
+        log.info("language", ctx={"job": context.job_id, "language": language,
+                                  "p": round(float(info.language_probability), 3)})
+        for segment in segments:
+            payload = segment_payload(segment, language)
+            if payload["text"]:
+                yield PipelineOutput(
+                    "transcript.segment", SCHEMA_VERSION, payload["start_ms"], payload["end_ms"],
+                    payload,
+                )
