@@ -1,0 +1,1 @@
+"""Sans-I/O protocol cores: message models and codecs (JSON for signaling, msgpack for peers)."""

@@ -1,0 +1,121 @@
+"""Worker registry: who is online in each room, with what capabilities, and how busy.
+
+A worker's identity is its name inside its room. Registering the same name again replaces the
+previous entry and hands back the old connection so the server can close it (no ghost entries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtc_annotator.protocol.signaling import WorkerCapabilities, WorkerInfo
+from signaling.routing import Candidate
+
+
+@dataclass
+class WorkerEntry:
+    """One registered worker."""
+
+    room: str
+    caps: WorkerCapabilities
+    conn: Any
+    """The connection it registered on (a :class:`signaling.hub.Conn`)."""
+    online_since: float
+    sessions: set[str] = field(default_factory=set)
+    """Ids of the sessions holding one of its slots."""
+    recent: deque[float] = field(default_factory=deque)
+    """Times jobs were routed to it (pruned to the policy window)."""
+
+    @property
+    def name(self) -> str:
+        return self.caps.name
+
+    def busy(self) -> int:
+        return max(self.caps.load, len(self.sessions))
+
+    def free_slots(self) -> int:
+        return max(0, self.caps.job_slots - self.busy())
+
+    def recent_jobs(self, now: float, window_s: float) -> int:
+        while self.recent and self.recent[0] < now - window_s:
+            self.recent.popleft()
+        return len(self.recent)
+
+    def candidate(self, now: float, window_s: float, draining: bool) -> Candidate:
+        return Candidate(
+            name=self.name,
+            pipelines=frozenset(self.caps.pipelines),
+            backends=frozenset(self.caps.backend_names()),
+            gpu_memory_mb=self.caps.max_gpu_memory_mb(),
+            free_slots=self.free_slots(),
+            recent_jobs=self.recent_jobs(now, window_s),
+            draining=draining,
+        )
+
+    def info(self, now: float, window_s: float, draining: bool) -> WorkerInfo:
+        return WorkerInfo(
+            **self.caps.model_dump(),
+            sessions=len(self.sessions),
+            free_slots=self.free_slots(),
+            draining=draining,
+            recent_jobs=self.recent_jobs(now, window_s),
+            online_since=self.online_since,
+        )
+
+
+class Registry:
+    """Registered workers per room."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, WorkerEntry]] = {}
+
+    def register(self, room: str, caps: WorkerCapabilities, conn: Any,
+                 *, now: float | None = None) -> tuple[WorkerEntry, WorkerEntry | None]:
+        """Add or replace a worker; return (new entry, replaced entry or None)."""
+        workers = self.rooms.setdefault(room, {})
+        old = workers.get(caps.name)
+        entry = WorkerEntry(room=room, caps=caps, conn=conn,
+                            online_since=time.time() if now is None else now)
+        if old is not None:
+            entry.sessions = old.sessions
+            entry.recent = old.recent
+            if old.conn is conn:
+                entry.online_since = old.online_since
+        workers[caps.name] = entry
+        return entry, (old if old is not None and old.conn is not conn else None)
+
+    def get(self, room: str, name: str) -> WorkerEntry | None:
+        return self.rooms.get(room, {}).get(name)
+
+    def remove(self, room: str, name: str, conn: Any) -> WorkerEntry | None:
+        """Remove a worker if it is still bound to ``conn``."""
+        workers = self.rooms.get(room, {})
+        entry = workers.get(name)
+        if entry is None or entry.conn is not conn:
+            return None
+        del workers[name]
+        return entry
+
+    def workers(self, room: str) -> list[WorkerEntry]:
+        return list(self.rooms.get(room, {}).values())
+
+    def count(self) -> int:
+        return sum(len(w) for w in self.rooms.values())
+
+    def listing(self, room: str, drained: set[str], window_s: float, *,
+                backend: str | None = None, pipeline: str | None = None,
+                min_gpu_memory_mb: int = 0, now: float | None = None) -> list[WorkerInfo]:
+        t = time.time() if now is None else now
+        out = []
+        for e in sorted(self.workers(room), key=lambda e: e.name):
+            if backend is not None and backend not in e.caps.backend_names():
+                continue
+            if pipeline is not None and pipeline not in e.caps.pipelines:
+                continue
+            if min_gpu_memory_mb and e.caps.max_gpu_memory_mb() < min_gpu_memory_mb:
+                continue
+            out.append(e.info(t, window_s, e.name in drained))
+        return out

@@ -1,0 +1,115 @@
+"""Routing policy: pure functions over worker snapshots (no I/O, no clock of its own).
+
+Order (the room's policy decides only how strict storage is):
+
+1. hard filters: online, not draining, offers every pipeline, largest GPU >= min memory,
+   a free slot; with a strict storage requirement also: mounts ``required_storage``;
+2. then prefer workers that mount ``required_storage``;
+3. then most free slots, then most GPU memory, then fewest recent jobs, then name.
+
+:func:`why_never` says which requirement no worker of the room meets at all (error, no queue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rtc_annotator.protocol.signaling import Requirements, RoutingPolicy
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What routing needs to know about one worker at one moment."""
+
+    name: str
+    pipelines: frozenset[str]
+    backends: frozenset[str]
+    gpu_memory_mb: int
+    free_slots: int
+    recent_jobs: int
+    draining: bool = False
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The outcome of :func:`choose`: a worker, or None when every match is busy."""
+
+    worker: str | None
+    storage_match: bool | None
+    strict: bool
+    candidates: int
+    reason: str
+
+
+def is_strict(req: Requirements, policy: RoutingPolicy) -> bool:
+    """Whether only workers mounting ``required_storage`` may take this request."""
+    if req.required_storage is None:
+        return False
+    return (req.strict or policy.storage == "strict"
+            or req.required_storage in policy.strict_backends)
+
+
+def capable(c: Candidate, req: Requirements, strict: bool) -> bool:
+    """Could this worker ever take the request (ignoring slots and draining)?"""
+    if not set(req.pipelines) <= c.pipelines:
+        return False
+    if req.min_gpu_memory_mb and c.gpu_memory_mb < req.min_gpu_memory_mb:
+        return False
+    return not (strict and req.required_storage not in c.backends)
+
+
+def _key(c: Candidate, req: Requirements) -> tuple[int, int, int, int, str]:
+    match = 0 if (req.required_storage is not None and req.required_storage in c.backends) else 1
+    return (match, -c.free_slots, -c.gpu_memory_mb, c.recent_jobs, c.name)
+
+
+def choose(workers: Iterable[Candidate], req: Requirements, policy: RoutingPolicy) -> Choice:
+    """Pick the best worker that can take the request now."""
+    strict = is_strict(req, policy)
+    best: Candidate | None = None
+    best_key: tuple[int, int, int, int, str] | None = None
+    count = 0
+    for c in workers:
+        if c.draining or c.free_slots <= 0 or not capable(c, req, strict):
+            continue
+        count += 1
+        k = _key(c, req)
+        if best_key is None or k < best_key:
+            best, best_key = c, k
+    if best is None:
+        return Choice(None, None, strict, 0, "every matching worker is busy or draining")
+    match = None if req.required_storage is None else req.required_storage in best.backends
+    parts = []
+    if req.required_storage is not None:
+        parts.append(f"mounts {req.required_storage}" if match
+                     else f"does not mount {req.required_storage} (preferred mode)")
+    parts.append(f"{best.free_slots} free slot(s)")
+    parts.append(f"{best.gpu_memory_mb} MiB GPU")
+    parts.append(f"{best.recent_jobs} recent job(s)")
+    return Choice(best.name, match, strict, count, ", ".join(parts))
+
+
+def why_never(workers: Sequence[Candidate], req: Requirements, policy: RoutingPolicy,
+              room: str) -> str | None:
+    """None when some worker could take the request once free; else which requirement failed."""
+    strict = is_strict(req, policy)
+    if any(capable(c, req, strict) for c in workers):
+        return None
+    if not workers:
+        return f"no worker is registered in room {room!r}"
+    pool = list(workers)
+    missing = [p for p in req.pipelines if not any(p in c.pipelines for c in pool)]
+    if missing:
+        return f"no worker in room {room!r} offers pipeline(s) {', '.join(missing)}"
+    pool = [c for c in pool if set(req.pipelines) <= c.pipelines]
+    if not pool:
+        return (f"no single worker in room {room!r} offers all of "
+                f"{', '.join(req.pipelines)}")
+    if strict:
+        pool = [c for c in pool if req.required_storage in c.backends]
+        if not pool:
+            return (f"no worker in room {room!r} with those pipelines mounts storage backend "
+                    f"{req.required_storage!r} (strict storage routing)")
+    return (f"no worker in room {room!r} that meets the other requirements has "
+            f">= {req.min_gpu_memory_mb} MiB of GPU memory")
