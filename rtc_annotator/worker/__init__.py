@@ -1,0 +1,4 @@
+"""Worker side: job slots, local queue, child-process job runner, capabilities.
+
+See docs/worker.md.
+"""
