@@ -61,9 +61,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def derive_artifact_id(run_id: str, artifact_type: str, ordinal: int, payload: Any) -> str:
-    """sha256(run_id, type, ordinal, canonical payload), hex, first 32 characters."""
-    text = "\x00".join((run_id, artifact_type, str(ordinal), canonical_json(payload)))
+def derive_artifact_id(
+    asset_id: str, run_id: str, artifact_type: str, ordinal: int, payload: Any
+) -> str:
+    """sha256(asset, run, type, ordinal, canonical payload), hex, first 32 characters."""
+    text = "\x00".join((asset_id, run_id, artifact_type, str(ordinal), canonical_json(payload)))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -92,7 +94,7 @@ def make_envelope(
     normalised = registry.validate(artifact_type, schema_version, payload)
     try:
         return ArtifactEnvelope(
-            artifact_id=derive_artifact_id(run_id, artifact_type, ordinal, normalised),
+            artifact_id=derive_artifact_id(asset_id, run_id, artifact_type, ordinal, normalised),
             asset_id=asset_id,
             artifact_type=artifact_type,
             schema_version=schema_version,

@@ -1,0 +1,202 @@
+"""Store behaviour on SQLite and PostgreSQL: ingest, projections, selections, queries."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from rtc_annotator.artifacts import SchemaError
+from rtc_annotator.store import NotFound, Selection, SelectionError, Store, StoreError
+from tests.store.conftest import env, new_asset
+
+
+async def test_ingest_is_idempotent(store: Store) -> None:
+    asset = new_asset()
+    batch = [env(asset, "scene", i * 1000, i * 1000 + 999, index=i, ordinal=i) for i in range(5)]
+    assert await store.ingest(batch) == 5
+    assert await store.ingest([e.model_dump(mode="json") for e in batch]) == 0
+    extra = env(asset, "scene", 9000, 9500, index=9, ordinal=9)
+    assert await store.ingest([*batch, extra, extra]) == 1
+    assert await store.count_artifacts(asset) == 6
+    info = await store.get_asset(asset)
+    assert info["artifact_counts"] == {"scene": 6}
+
+
+async def test_one_bad_envelope_rolls_back_the_whole_batch(store: Store) -> None:
+    asset = new_asset()
+    batch = [env(asset, "object.detection", i * 10, ordinal=i).model_dump(mode="json")
+             for i in range(4)]
+    batch[2]["payload"]["confidence"] = 7
+    with pytest.raises(SchemaError) as info:
+        await store.ingest(batch)
+    assert "envelope 2" in info.value.message
+    assert await store.count_artifacts(asset) == 0
+    assert await store.list_assets() == []
+
+
+async def test_database_failure_in_projection_rolls_back_artifacts(store: Store) -> None:
+    """A failure after the artifacts rows were written (in a projection) undoes all of it."""
+    async with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            await conn.execute(sa.text(
+                "ALTER TABLE object_labels ADD CONSTRAINT no_boom CHECK (label <> 'boom')"))
+        else:
+            await conn.execute(sa.text(
+                "CREATE TRIGGER no_boom BEFORE INSERT ON object_labels WHEN new.label = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"))
+    asset = new_asset()
+    batch = [env(asset, "ocr.text", 0, text="alpha", ordinal=0),
+             env(asset, "object.detection", 5, label="boom", ordinal=1)]
+    with pytest.raises(StoreError) as info:
+        await store.ingest(batch)
+    assert info.value.code == "STORE_ERROR"
+    assert await store.count_artifacts(asset) == 0
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM text_segments"))).scalar() == 0
+    assert await store.ingest(batch[:1]) == 1
+
+
+async def test_projections_follow_ingest(store: Store) -> None:
+    asset = new_asset()
+    await store.ingest([
+        env(asset, "transcript.segment", 0, 900, text="gradient descent works", ordinal=0),
+        env(asset, "ocr.text", 500, 600, text="Gradient slide", ordinal=1),
+        env(asset, "object.detection", 100, label="cat", ordinal=2),
+        env(asset, "scene", 0, 5000, index=0, ordinal=3),
+        env(asset, "video.metadata", 0, 5000, ordinal=4),
+    ])
+    async with store.engine.connect() as conn:
+        counts = {t: (await conn.execute(sa.text(f"SELECT count(*) FROM {t}"))).scalar()
+                  for t in ("text_segments", "object_labels", "scene_ranges", "run_summaries")}
+    assert counts == {"text_segments": 2, "object_labels": 1, "scene_ranges": 1,
+                      "run_summaries": 5}
+    info = await store.get_asset(asset)
+    assert info["duration_ms"] == 5000 and info["fps"] == 25.0
+    assert info["variable_frame_rate"] is False
+
+
+async def test_runs_lifecycle(store: Store) -> None:
+    asset = new_asset()
+    await store.upsert_asset(asset, "a.mp4", 1234, duration_ms=5000)
+    await store.start_run("r1", asset, "scenes", "fast", "w1", "h")
+    assert (await store.get_run("r1"))["status"] == "running"
+    await store.finish_run("r1", "failed", error="boom")
+    run = await store.get_run("r1")
+    assert run["status"] == "failed" and run["error"] == "boom" and run["finished_at"]
+    assert [r["run_id"] for r in await store.runs(asset)] == ["r1"]
+    with pytest.raises(StoreError):
+        await store.finish_run("r1", "exploded")
+    with pytest.raises(NotFound):
+        await store.finish_run("nope", "completed")
+    assets = await store.list_assets()
+    assert assets[0]["filename"] == "a.mp4" and assets[0]["size_bytes"] == 1234
+
+
+async def test_unknown_asset_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.get_asset(new_asset())
+    with pytest.raises(NotFound):
+        await store.get_asset("../../etc/passwd")
+
+
+async def test_time_span_and_run_queries(store: Store) -> None:
+    asset = new_asset()
+    await store.ingest([env(asset, "object.detection", t, t + 50, ordinal=t) for t in
+                        range(0, 1000, 100)])
+    got = await store.artifacts(asset, "object.detection", from_ms=220, to_ms=410)
+    assert [e.span_start_ms for e in got] == [200, 300, 400]
+    assert await store.artifacts(asset, run_id="other") == []
+    pages = [e.span_start_ms async for e in store.iter_artifacts(asset, page=3)]
+    assert pages == list(range(0, 1000, 100))
+
+
+# -- selections --------------------------------------------------------------------------
+
+
+async def _three_runs(store: Store) -> str:
+    """Runs on one asset, ingested in this order: fast(completed), high_quality(failed),
+    balanced(running). Each run has one scene whose start tells the run apart."""
+    asset = new_asset()
+    plan = [("r-fast", "fast", "completed", 1), ("r-hq", "high_quality", "failed", 2),
+            ("r-bal", "balanced", "running", 3)]
+    for run_id, profile, status, start in plan:
+        await store.start_run(run_id, asset, "scenes", profile, "w", "h")
+        if status != "running":
+            await store.finish_run(run_id, status)
+        await store.ingest([env(asset, "scene", start, run_id=run_id, profile=profile)])
+    return asset
+
+
+async def _selected_starts(store: Store, asset: str, sel: Selection | None = None) -> list[int]:
+    if sel is not None:
+        await store.set_selection(asset, "scene", sel)
+    return [e.span_start_ms for e in await store.artifacts(asset, "scene")]
+
+
+async def test_selection_default_prefers_completed_then_newest(store: Store) -> None:
+    asset = await _three_runs(store)
+    assert await store.get_selection(asset, "scene") == Selection()
+    assert await _selected_starts(store, asset) == [1]
+    await store.finish_run("r-fast", "cancelled")
+    assert await _selected_starts(store, asset) == [3]  # running beats failed/cancelled
+    assert len(await store.artifacts(asset, "scene", apply_selection=False)) == 3
+
+
+async def test_selection_latest(store: Store) -> None:
+    asset = await _three_runs(store)
+    assert await _selected_starts(store, asset, Selection(mode="latest")) == [3]
+
+
+async def test_selection_pinned(store: Store) -> None:
+    asset = await _three_runs(store)
+    assert await _selected_starts(store, asset, Selection(mode="pinned", run_id="r-hq")) == [2]
+    assert await _selected_starts(store, asset, Selection(mode="pinned", run_id="gone")) == []
+    got = await store.get_selection(asset, "scene")
+    assert got.mode == "pinned" and got.run_id == "gone"
+
+
+async def test_selection_profile(store: Store) -> None:
+    asset = await _three_runs(store)
+    sel = Selection(mode="profile", model_profile="fast")
+    assert await _selected_starts(store, asset, sel) == [1]
+    sel = Selection(mode="profile", model_profile="nonexistent")
+    assert await _selected_starts(store, asset, sel) == []
+
+
+async def test_selection_best_quality(store: Store) -> None:
+    asset = await _three_runs(store)
+    assert await _selected_starts(store, asset, Selection(mode="best_quality")) == [2]
+
+
+async def test_selection_is_per_type_and_validated(store: Store) -> None:
+    asset = await _three_runs(store)
+    await store.ingest([env(asset, "object.detection", 7, run_id="r-fast", profile="fast")])
+    await store.set_selection(asset, "scene", Selection(mode="latest"))
+    assert [e.span_start_ms for e in await store.artifacts(asset)] == [3, 7]
+    with pytest.raises(SelectionError):
+        await store.set_selection(asset, "no.such.type", Selection())
+    with pytest.raises(ValueError):
+        Selection(mode="pinned")
+    with pytest.raises(ValueError):
+        Selection(mode="profile")
+    assert await store.profiles(asset) == ["balanced", "fast", "high_quality"]
+    assert await store.profiles(asset, "object.detection") == ["fast"]
+
+
+async def test_reopen_keeps_data(store_url: str) -> None:
+    asset = new_asset()
+    s = await Store.open(store_url)
+    await s.ingest([env(asset, "scene", 0)])
+    await s.close()
+    s = await Store.open(store_url)
+    try:
+        assert await s.count_artifacts(asset) == 1
+    finally:
+        await s.close()
+
+
+async def test_bad_urls_are_store_errors() -> None:
+    with pytest.raises(StoreError):
+        await Store.open("mysql://x/y")
+    with pytest.raises(StoreError):
+        await Store.open("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
