@@ -39,6 +39,8 @@ SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 """Every peer protocol version this code speaks."""
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Default upper bound of one encoded control message."""
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Job ids are plain names (they name outbox folders on the worker)."""
 FINGERPRINT_WINDOW = 1024 * 1024
 """Bytes hashed at each end of a shared input by :func:`fingerprint_file`."""
 
@@ -95,7 +97,7 @@ class JobRequest(_Msg):
     """Client asks the worker to run pipelines over one input."""
 
     type: Literal["JOB_REQUEST"] = "JOB_REQUEST"
-    job_id: str = Field(min_length=1, max_length=64, description="Client-chosen unique job id.")
+    job_id: str = Field(pattern=JOB_ID_PATTERN, description="Client-chosen unique job id.")
     pipelines: dict[str, dict[str, Any]] = Field(
         description="Pipeline name -> its options (empty map for defaults)."
     )
@@ -243,7 +245,7 @@ class Attach(_Msg):
     """Client (re)attaches to a job on this link; batches after ``last_acked_seq`` are replayed."""
 
     type: Literal["ATTACH"] = "ATTACH"
-    job_id: str = Field(description="The job.")
+    job_id: str = Field(pattern=JOB_ID_PATTERN, description="The job.")
     last_acked_seq: int = Field(ge=0, description="Highest batch the client has stored.")
 
 

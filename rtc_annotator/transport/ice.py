@@ -92,7 +92,10 @@ def restrict_host_candidates(pc: RTCPeerConnection, addresses: Sequence[str]) ->
         original = connection.get_component_candidates
 
         async def only_allowed(
-            component: int, addresses: list[str], timeout: int = 5, _orig: Any = original
+            component: int,
+            addresses: list[str],
+            timeout: int = 5,  # noqa: ASYNC109 - aioice's own signature
+            _orig: Any = original,
         ) -> Any:
             return await _orig(component=component, addresses=list(allowed), timeout=timeout)
 

@@ -1,0 +1,146 @@
+"""Worker-side on-disk outbox of artifact batches: written before sending, deleted on ack.
+
+Layout under ``root`` (one folder per job; job ids are checked by the protocol models to be
+plain names)::
+
+    <job_id>/000000000001.batch   msgpack ARTIFACT_BATCH, one file per unacked batch
+    <job_id>/acked                highest acked sequence number (text)
+    <job_id>/final                msgpack JOB_DONE / JOB_FAILED once the job ended
+
+Files are written to a temporary name, fsynced and renamed, so a crash never leaves half a
+batch. A worker restarted on the same ``root`` replays what a reattaching client has not acked.
+All file work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from pathlib import Path
+
+from rtc_annotator.errors import ProtocolError
+from rtc_annotator.protocol import peer as proto
+
+_JOB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_BATCH_RE = re.compile(r"^(\d{12})\.batch$")
+
+
+def _check_job(job_id: str) -> str:
+    if not _JOB_RE.match(job_id):
+        raise ProtocolError(f"invalid job id {job_id[:80]!r}",
+                            hint="job ids are 1-64 letters, digits, '_', '.', '-'")
+    return job_id
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Outbox:
+    """Durable per-job queue of unacked batches."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._next: dict[str, int] = {}
+
+    def _dir(self, job_id: str) -> Path:
+        return self.root / _check_job(job_id)
+
+    def _scan(self, job_id: str) -> tuple[list[int], int]:
+        folder = self._dir(job_id)
+        seqs: list[int] = []
+        acked = 0
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                m = _BATCH_RE.match(entry.name)
+                if m:
+                    seqs.append(int(m.group(1)))
+            ack_file = folder / "acked"
+            if ack_file.is_file():
+                acked = int(ack_file.read_text().strip() or 0)
+        return sorted(seqs), acked
+
+    def _last_seq(self, job_id: str) -> int:
+        seqs, acked = self._scan(job_id)
+        return max([acked, *seqs])
+
+    async def append(self, job_id: str, envelopes: list[dict[str, object]]) -> proto.ArtifactBatch:
+        """Number the batch, write it durably, return it (ready to send)."""
+        if job_id not in self._next:
+            self._next[job_id] = await asyncio.to_thread(self._last_seq, job_id) + 1
+        seq = self._next[job_id]
+        batch = proto.ArtifactBatch(job_id=job_id, seq=seq, envelopes=envelopes)
+        folder = self._dir(job_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_atomic_write, folder / f"{seq:012d}.batch", proto.encode(batch))
+        self._next[job_id] = seq + 1
+        return batch
+
+    def last_seq(self, job_id: str) -> int:
+        return self._next.get(job_id, 1) - 1 if job_id in self._next else self._last_seq(job_id)
+
+    async def ack(self, job_id: str, seq: int) -> int:
+        """Delete batches up to ``seq``; returns how many were deleted."""
+        return await asyncio.to_thread(self._ack, job_id, seq)
+
+    def _ack(self, job_id: str, seq: int) -> int:
+        folder = self._dir(job_id)
+        if not folder.is_dir():
+            return 0
+        seqs, acked = self._scan(job_id)
+        if seq > acked:
+            _atomic_write(folder / "acked", str(seq).encode())
+        removed = 0
+        for s in seqs:
+            if s <= seq:
+                (folder / f"{s:012d}.batch").unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    async def pending(self, job_id: str, after_seq: int) -> list[proto.ArtifactBatch]:
+        """Unacked batches with ``seq > after_seq``, in order."""
+        return await asyncio.to_thread(self._pending, job_id, after_seq)
+
+    def _pending(self, job_id: str, after_seq: int) -> list[proto.ArtifactBatch]:
+        folder = self._dir(job_id)
+        out = []
+        for s in self._scan(job_id)[0]:
+            if s > after_seq:
+                msg = proto.decode((folder / f"{s:012d}.batch").read_bytes(),
+                                   max_size=1 << 30)
+                assert isinstance(msg, proto.ArtifactBatch)
+                out.append(msg)
+        return out
+
+    async def finish(self, job_id: str, final: proto.JobDone | proto.JobFailed) -> None:
+        folder = self._dir(job_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_atomic_write, folder / "final", proto.encode(final))
+
+    async def final(self, job_id: str) -> proto.JobDone | proto.JobFailed | None:
+        path = self._dir(job_id) / "final"
+
+        def read() -> proto.JobDone | proto.JobFailed | None:
+            if not path.is_file():
+                return None
+            msg = proto.decode(path.read_bytes())
+            assert isinstance(msg, proto.JobDone | proto.JobFailed)
+            return msg
+
+        return await asyncio.to_thread(read)
+
+    def has(self, job_id: str) -> bool:
+        return self._dir(job_id).is_dir()
+
+    async def drop(self, job_id: str) -> None:
+        """The client acked the final message: forget the job."""
+        self._next.pop(job_id, None)
+        await asyncio.to_thread(shutil.rmtree, self._dir(job_id), True)
