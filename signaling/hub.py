@@ -518,12 +518,21 @@ class Hub:
     async def _issue_token(self, conn: Conn, msg: p.IssueToken) -> Reply:
         token, claims = tokens.issue(self.store.signing_key, room=conn.room, role=msg.role,
                                      ttl_s=msg.ttl_s, label=msg.label)
+        await self._record(claims)
         log.info("token issued", ctx={"room": conn.room, "role": msg.role, "jti": claims.jti,
                                       "by": conn.identity})
         return {"type": "token", "id": msg.id, "token": token, "token_id": claims.jti,
                 "role": claims.role, "room": claims.room, "expires_at": claims.exp}
 
+    async def _record(self, claims: Claims) -> None:
+        await self.store.record_issue(claims.jti, claims.room, claims.role, claims.iat,
+                                      claims.exp, claims.label)
+
     async def _revoke_token(self, conn: Conn, msg: p.RevokeToken) -> Reply:
+        if self.store.issued.get(msg.token_id) != conn.room:
+            raise SignalingError(f"no token {msg.token_id!r} in room {conn.room!r}",
+                                 code=Codes.TOKEN_NOT_FOUND,
+                                 hint="give the token_id printed when the token was issued")
         await self.store.revoke(conn.room, msg.token_id)
         closed = 0
         for other in list(self.conns):
@@ -566,6 +575,7 @@ class Hub:
                                  hint="pick another name, or use that room's admin token")
         token, claims = tokens.issue(self.store.signing_key, room=msg.name, role="admin",
                                      ttl_s=msg.ttl_s, label="room creator")
+        await self._record(claims)
         log.info("room created", ctx={"room": msg.name})
         return {"type": "room_created", "id": msg.id, "room": msg.name, "token": token,
                 "token_id": claims.jti, "expires_at": claims.exp}

@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS rooms (
 CREATE TABLE IF NOT EXISTS revoked (
     jti TEXT PRIMARY KEY, room TEXT NOT NULL, revoked_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS issued (
+    jti TEXT PRIMARY KEY, room TEXT NOT NULL, role TEXT NOT NULL, issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL, label TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS drained (
     room TEXT NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (room, worker)
 );
@@ -53,6 +57,8 @@ class RoomStore:
         self._db: sqlite3.Connection | None = None
         self.rooms: dict[str, Room] = {}
         self.revoked: set[str] = set()
+        self.issued: dict[str, str] = {}
+        """Token id -> room, for every token this server issued."""
         self.signing_key: bytes = b""
 
     # ---- sync part (runs in a thread)
@@ -76,6 +82,7 @@ class RoomStore:
             if room in self.rooms:
                 self.rooms[room].drained.add(worker)
         self.revoked = {r[0] for r in db.execute("SELECT jti FROM revoked")}
+        self.issued = dict(db.execute("SELECT jti, room FROM issued").fetchall())
         self._db = db
 
     def _exec(self, sql: str, args: tuple[object, ...]) -> None:
@@ -110,6 +117,13 @@ class RoomStore:
     async def set_policy(self, name: str, policy: RoutingPolicy) -> None:
         self.rooms[name].policy = policy
         await self._write("UPDATE rooms SET policy=? WHERE name=?", policy.model_dump_json(), name)
+
+    async def record_issue(self, jti: str, room: str, role: str, issued_at: float,
+                           expires_at: float, label: str) -> None:
+        self.issued[jti] = room
+        await self._write("INSERT INTO issued(jti, room, role, issued_at, expires_at, label) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", jti, room, role, issued_at, expires_at,
+                          label)
 
     async def revoke(self, room: str, jti: str) -> None:
         self.revoked.add(jti)
