@@ -128,7 +128,7 @@ class SignalingClient:
     def identity(self) -> str | None:
         return self.welcome.get("identity")
 
-    async def connect(self, timeout: float | None = None) -> dict[str, Any]:
+    async def connect(self, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """Connect and authenticate; return the ``welcome`` frame. Raises on a refused token."""
         if self._runner is None:
             self._runner = asyncio.create_task(self._run(), name="signaling-client")
@@ -161,7 +161,7 @@ class SignalingClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def _wait_ready(self, wait_s: float) -> None:
         if self._fatal is not None:
             raise self._fatal
         if self._closed:
@@ -174,7 +174,7 @@ class SignalingClient:
         if runner is not None:
             waits.add(runner)
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             fatal_wait.cancel()
         if self._fatal is not None:
@@ -316,15 +316,15 @@ class SignalingClient:
     # ------------------------------------------------------------------ requests
 
     async def _call(self, ws: ClientConnection, kind: str, fields: dict[str, Any],
-                    timeout: float | None, on_update: QueueCallback | None) -> dict[str, Any]:
+                    wait_s: float | None, on_update: QueueCallback | None) -> dict[str, Any]:
         rid = f"{kind[:8]}-{next(self._ids)}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(fut, on_update)
         try:
             await ws.send(encode({"type": kind, "id": rid, **fields}))
-            return await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, wait_s)
         except TimeoutError:
-            raise SignalingError(f"no reply to {kind} within {timeout:g} s", code=Codes.TIMEOUT,
+            raise SignalingError(f"no reply to {kind} within {wait_s:g} s", code=Codes.TIMEOUT,
                                  hint="the signaling server is slow or unreachable") from None
         except (WebSocketException, OSError):
             raise SignalingError("connection to the signaling server was lost",
@@ -332,7 +332,7 @@ class SignalingClient:
         finally:
             self._pending.pop(rid, None)
 
-    async def request(self, type: str, *, timeout: float | None = -1.0,
+    async def request(self, type: str, *, timeout: float | None = -1.0,  # noqa: ASYNC109
                       on_update: QueueCallback | None = None, **fields: Any) -> dict[str, Any]:
         """Send one request and await its reply (same id). ``error`` replies raise.
 
@@ -367,7 +367,7 @@ class SignalingClient:
     async def route(self, *, pipelines: Iterable[str] = (), required_storage: str | None = None,
                     min_gpu_memory_mb: int = 0, strict: bool = False,
                     on_queue: QueueCallback | None = None,
-                    timeout: float | None = None) -> dict[str, Any]:
+                    timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """Ask for a worker; wait (through ``queued`` updates) for the ``routed`` reply.
 
         Returns ``{"session_id", "worker": {...}, "ice_servers": [...], "decision": {...}}``.
@@ -390,7 +390,9 @@ class SignalingClient:
         """Relay ``data`` ({"kind": offer|answer|candidate|bye, ...}) to the session's peer."""
         await self.request("signal", session_id=session_id, data=data)
 
-    async def next_signal(self, session_id: str, timeout: float | None = None) -> dict[str, Any]:
+    async def next_signal(
+        self, session_id: str, timeout: float | None = None  # noqa: ASYNC109
+    ) -> dict[str, Any]:
         """Next ``data`` the peer sent in this session. When the session ends, returns
         ``{"kind": "bye", "ended": True, "reason": ..., "by": ...}``. TimeoutError on timeout."""
         box = self._inbox(session_id)
@@ -414,7 +416,7 @@ class SignalingClient:
             yield frame
 
     async def next_event(self, type: str | None = None,
-                         timeout: float | None = None) -> dict[str, Any]:
+                         timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """The next server-initiated frame (of ``type`` when given; others are dropped)."""
         async def first() -> dict[str, Any]:
             async for frame in self.events():

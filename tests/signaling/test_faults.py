@@ -28,8 +28,8 @@ class Raw:
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+    async def recv(self, wait_s: float = 5.0) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
 
     async def ask(self, frame: dict[str, Any]) -> dict[str, Any]:
         await self.send(frame)
@@ -56,7 +56,7 @@ async def test_worker_vanishing_mid_session_ends_it(server: SignalingServer, roo
     client = await make_client(token=t["client"])
     routed = await client.route(pipelines=["scenes"])
     # the worker goes silent (no heartbeats, no close): gone after gone_after_s
-    await _until(lambda: server.hub.registry.count() == 0, timeout=5)
+    await _until(lambda: server.hub.registry.count() == 0, within=5)
     assert await client.list_workers() == []
     bye = await client.next_signal(routed["session_id"], timeout=5)
     assert bye["ended"] is True and "worker:ghost gone" in bye["reason"]

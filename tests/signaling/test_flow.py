@@ -130,9 +130,9 @@ async def test_queue_positions_and_slot_release(room: Any, make_client: Any) -> 
     assert (await c1.list_workers())[0]["free_slots"] == 0
 
 
-async def _until(cond: Any, timeout: float = 5.0) -> None:
+async def _until(cond: Any, within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + within
     while not cond():
         if loop.time() > end:
             raise AssertionError("condition not met in time")
