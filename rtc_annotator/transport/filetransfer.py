@@ -48,7 +48,8 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 ProgressFn = Callable[[int, int], Awaitable[None] | None]
 """``progress(done_bytes, total_bytes)``; may be sync or async."""
 ChunkHook = Callable[[int, bytes], bytes]
-"""Test hook: ``(offset, payload) -> payload`` applied after the CRC was computed."""
+"""Fault-injection hook: ``(offset, frame) -> frame`` applied to each framed chunk before it is
+queued (tests corrupt frames in flight with it)."""
 
 
 class TransferError(RtcAnnotatorError):
@@ -420,8 +421,7 @@ async def send_file(link: PeerLink, path: Path, *, job_id: str, sha256: str, tra
                     payload = bytes(view[start : start + chunk_bytes])
                     frame = proto.pack_chunk(transfer_no, offset, payload)
                     if chunk_hook is not None:
-                        head = frame[: proto.CHUNK_HEADER.size]
-                        frame = head + chunk_hook(offset, payload)
+                        frame = chunk_hook(offset, frame)
                     await link.send_bulk(frame)
                     offset += len(payload)
                     sent += len(payload)

@@ -118,3 +118,176 @@ async def test_same_sha256_twice_transfers_nothing(env: Env, tmp_path: Path) -> 
     assert second.ok and second.transfer == "cached" and second.sent_bytes == 0
     assert worker.bulk_received_bytes == bulk_after_first
     assert execu.paths[0] == execu.paths[1]
+
+
+async def test_connection_killed_at_half_transfer_resumes_and_sha_matches(
+    env: Env, tmp_path: Path
+) -> None:
+    size = 8 * 1024 * 1024
+    video = make_file(tmp_path / "home" / "big.mp4", size)
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu)
+    link1, worker1 = await env.connect(server)
+
+    async def kill_at_half() -> None:
+        await eventually(lambda: worker1.bulk_received_bytes >= size // 2, timeout=15)
+        await link1.close("test kills the connection")
+
+    killer = asyncio.create_task(kill_at_half())
+    first = env.client(link1, RecordingSink())
+    with pytest.raises(JobInterrupted):
+        await first.submit(video, pipelines=PIPES, job_id="resume-1")
+    await killer
+    partial = server.cache.partial_path(_sha(video))
+    assert await eventually(lambda: worker1.closed.is_set())
+    assert server.cache.lookup(_sha(video)) is None
+    held = partial.stat().st_size
+    assert size // 2 <= held < size
+
+    link2, _ = await env.connect(server)
+    sink = RecordingSink()
+    result = await env.client(link2, sink).attach("resume-1", last_acked_seq=0, input_path=video)
+
+    assert result.ok, result.error
+    assert result.sent_bytes == size - held  # resumed from the verified bytes, not restarted
+    cached = server.cache.lookup(_sha(video))
+    assert cached is not None and _sha(cached) == _sha(video)
+    assert not partial.exists()
+    assert len(sink.ids()) == 2
+
+
+async def test_chunk_corrupted_in_flight_is_detected_and_resent(env: Env, tmp_path: Path) -> None:
+    size = 1024 * 1024
+    video = make_file(tmp_path / "home" / "c.mp4", size)
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu)
+    link, _ = await env.connect(server)
+    hits: list[int] = []
+
+    def flip_one_byte(offset: int, frame: bytes) -> bytes:
+        if offset == 3 * 65536 and not hits:
+            hits.append(offset)
+            return frame[:-1] + bytes([frame[-1] ^ 0xFF])  # CRC no longer matches
+        return frame
+
+    result = await env.client(link, RecordingSink(), chunk_hook=flip_one_byte).submit(
+        video, pipelines=PIPES)
+
+    assert hits == [3 * 65536]
+    assert result.ok, result.error
+    assert result.sent_bytes > size  # the corrupt chunk and what followed were sent again
+    cached = server.cache.lookup(_sha(video))
+    assert cached is not None and _sha(cached) == _sha(video)
+
+
+async def test_corruption_that_passes_chunk_crc_fails_the_sha256_check(
+    env: Env, tmp_path: Path
+) -> None:
+    from rtc_annotator.protocol import peer as proto
+
+    video = make_file(tmp_path / "home" / "d.mp4", 300_000)
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu)
+    link, _ = await env.connect(server)
+
+    def rewrite(offset: int, frame: bytes) -> bytes:
+        if offset == 65536:  # a consistent frame with different bytes: only sha256 can tell
+            no, off, payload, _ = proto.unpack_chunk(frame)
+            return proto.pack_chunk(no, off, bytes(b ^ 1 for b in payload))
+        return frame
+
+    result = await env.client(link, RecordingSink(), chunk_hook=rewrite).submit(
+        video, pipelines=PIPES)
+
+    assert not result.ok
+    assert result.error is not None and result.error.code == "TRANSFER_CORRUPT"
+    assert server.cache.lookup(_sha(video)) is None
+    assert not server.cache.partial_path(_sha(video)).exists()
+    assert execu.paths == []
+
+
+async def test_client_gone_mid_job_then_reattach_gets_every_batch_once(
+    env: Env, tmp_path: Path
+) -> None:
+    root = tmp_path / "mnt"
+    video = make_file(root / "alice" / "e.mp4", 50_000)
+    execu = ToyExecutor(batches=6, per_batch=3)
+    execu.gate, execu.gate_after = asyncio.Event(), 3
+    server = env.server(execu, storage=env.storage(root))
+    link1, worker1 = await env.connect(server)
+    sink1 = RecordingSink()
+    first = env.client(link1, sink1, storage=env.storage(root))
+    task = asyncio.create_task(first.submit(video, pipelines=PIPES, job_id="reattach-1"))
+    assert await eventually(lambda: sink1.calls == 3)
+    await link1.close("client killed")
+    with pytest.raises(JobInterrupted):
+        await task
+    assert await eventually(lambda: worker1.closed.is_set())
+    execu.gate.set()  # the job goes on while no client is attached
+    assert await eventually(lambda: server.jobs["reattach-1"].final is not None)
+
+    link2, _ = await env.connect(server)
+    sink2 = RecordingSink()
+    result = await env.client(link2, sink2).attach("reattach-1", last_acked_seq=sink1.calls)
+
+    assert result.ok, result.error
+    assert result.last_seq == 6 and result.batches == 3
+    every = sink1.ids() + sink2.ids()
+    assert len(every) == 18 and len(set(every)) == 18
+    assert await eventually(lambda: not server.outbox.has("reattach-1"))
+
+
+async def test_outbox_replays_after_worker_restart(env: Env, tmp_path: Path) -> None:
+    root = tmp_path / "mnt"
+    video = make_file(root / "alice" / "f.mp4", 20_000)
+    execu = ToyExecutor(batches=4)
+    execu.gate, execu.gate_after = asyncio.Event(), 2
+    server = env.server(execu, storage=env.storage(root))
+    link1, _ = await env.connect(server)
+    sink1 = RecordingSink()
+    task = asyncio.create_task(env.client(link1, sink1, storage=env.storage(root)).submit(
+        video, pipelines=PIPES, job_id="restart-1"))
+    assert await eventually(lambda: sink1.calls == 2)
+    await link1.close("client killed")
+    with pytest.raises(JobInterrupted):
+        await task
+    execu.gate.set()
+    assert await eventually(lambda: server.jobs["restart-1"].final is not None)
+
+    restarted = env.server(ToyExecutor(), storage=env.storage(root), same_dirs=True)
+    link2, _ = await env.connect(restarted)
+    sink2 = RecordingSink()
+    result = await env.client(link2, sink2).attach("restart-1", last_acked_seq=2)
+
+    assert result.ok and result.last_seq == 4
+    assert len(set(sink1.ids() + sink2.ids())) == len(sink1.ids() + sink2.ids()) == 8
+
+
+async def test_cancel_stops_a_running_job(env: Env, tmp_path: Path) -> None:
+    root = tmp_path / "mnt"
+    video = make_file(root / "alice" / "g.mp4", 10_000)
+    execu = ToyExecutor(batches=3)
+    execu.gate, execu.gate_after = asyncio.Event(), 1  # never released
+    server = env.server(execu, storage=env.storage(root))
+    link, _ = await env.connect(server)
+    session = env.client(link, RecordingSink(), storage=env.storage(root))
+    task = asyncio.create_task(session.submit(video, pipelines=PIPES, job_id="cancel-1"))
+    await asyncio.wait_for(execu.started.wait(), 5)
+
+    await session.cancel("cancel-1")
+    result = await asyncio.wait_for(task, 5)
+
+    assert not result.ok
+    assert result.error is not None and result.error.code == "CANCELLED"
+
+
+async def test_file_over_the_size_limit_is_rejected(env: Env, tmp_path: Path) -> None:
+    video = make_file(tmp_path / "home" / "h.mp4", 5000)
+    server = env.server(ToyExecutor(), max_bytes=1000)
+    link, worker = await env.connect(server)
+
+    result = await env.client(link, RecordingSink()).submit(video, pipelines=PIPES)
+
+    assert not result.ok
+    assert result.error is not None and result.error.code == "FILE_TOO_LARGE"
+    assert worker.bulk_received_bytes == 0
