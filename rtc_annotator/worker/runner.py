@@ -401,7 +401,7 @@ class JobRunner:
 
 
 async def _wait_exit(proc: BaseProcess, limit_s: float | None) -> bool:
-    """Wait (without blocking the loop) until ``proc`` exits; True when it has."""
+    """Wait (without blocking the loop) until ``proc`` has exited and been reaped."""
     if not proc.is_alive():
         return True
     loop = asyncio.get_running_loop()
@@ -415,8 +415,12 @@ async def _wait_exit(proc: BaseProcess, limit_s: float | None) -> bool:
     try:
         await asyncio.wait_for(gone, limit_s)
     except TimeoutError:
-        pass
+        return not proc.is_alive()
     finally:
         loop.remove_reader(proc.sentinel)
-    proc.join(0)
+    # the sentinel closes while the process exits, a moment before it can be reaped
+    for _ in range(1000):
+        if not proc.is_alive():
+            return True
+        await asyncio.sleep(0.002)
     return not proc.is_alive()
