@@ -11,7 +11,7 @@ import sys
 import typer
 
 from rtc_annotator import __version__, logs
-from rtc_annotator.commands import config_cmd, storage_cmd
+from rtc_annotator.commands import config_cmd, room_cmd, storage_cmd
 from rtc_annotator.errors import RtcAnnotatorError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(storage_cmd.app, name="storage")
+app.add_typer(room_cmd.app, name="room")
 
 
 def _version(value: bool) -> None:

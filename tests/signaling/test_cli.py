@@ -1,0 +1,75 @@
+"""`python -m signaling` in a subprocess and the `rtc-annotator room` commands against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rtc_annotator.cli import app
+
+SECRET = "cli-secret"
+
+
+@pytest.fixture
+def server_url(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", "0",
+         "--state", str(tmp_path / "state.sqlite3"), "--admin-secret", SECRET,
+         "--log-level", "WARNING"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"(ws://\S+)", line)
+    assert match, line
+    try:
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stderr.close()
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), env={"RTC_ANNOTATOR_CONFIG": os.devnull})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_room_commands(server_url: str) -> None:
+    created = json.loads(run("room", "create", "lab", "--server", server_url,
+                             "--admin-secret", SECRET, "--json"))
+    admin = created["token"]
+    common = ["--server", server_url, "--token", admin]
+    worker = json.loads(run("room", "token", "--role", "worker", "--ttl", "60", "--json",
+                            *common))
+    assert worker["role"] == "worker" and worker["room"] == "lab"
+    assert run("room", "workers", *common).strip() == "no matching worker online"
+    assert json.loads(run("room", "workers", "--json", "--backend", "vast", *common)) == []
+    out = run("room", "policy", "--storage", "strict", "--strict-backend", "vast", *common)
+    assert "storage = strict" in out and "vast" in out
+    assert json.loads(run("room", "policy", "--json", *common))["storage"] == "strict"
+    assert "draining" in run("room", "drain", "gpu-1", *common)
+    assert "accepting jobs" in run("room", "undrain", "gpu-1", *common)
+    assert "no routing decisions" in run("room", "decisions", *common)
+    assert "revoked" in run("room", "revoke", worker["token_id"], *common)
+
+
+def test_room_errors_are_one_line(server_url: str) -> None:
+    result = CliRunner().invoke(app, ["room", "create", "lab", "--server", server_url,
+                                      "--admin-secret", "wrong"],
+                                env={"RTC_ANNOTATOR_CONFIG": os.devnull})
+    assert result.exit_code == 1
+    assert "BAD_ADMIN_SECRET" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["room", "workers", "--server", server_url,
+                                      "--token", "rtca1.x.y"],
+                                env={"RTC_ANNOTATOR_CONFIG": os.devnull})
+    assert result.exit_code == 1 and "TOKEN_INVALID" in result.output
