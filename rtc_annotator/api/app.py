@@ -1,0 +1,259 @@
+"""The HTTP API over the store (aiohttp). Routes are listed in :mod:`rtc_annotator.api.openapi`.
+
+``make_app(store)`` builds the application; ``serve(url, host, port)`` opens the store and runs
+it. User input only reaches the store as typed, validated values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from rtc_annotator.api.errors import BadRequest, error_middleware
+from rtc_annotator.api.openapi import openapi_document
+from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.exporters import FORMATS, export
+from rtc_annotator.query import artifact_type_for, find, jump
+from rtc_annotator.store import Selection, Store
+from rtc_annotator.store.repository import check_asset_id
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+MAX_LIMIT = 10_000
+
+
+class NoMatch(RtcAnnotatorError):
+    """A jump or find found nothing in that direction."""
+
+    code = "NO_MATCH"
+    default_hint = "try the other direction or another position"
+
+
+def _int(request: web.Request, name: str, default: int | None = None, *, lo: int | None = None,
+         hi: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}", field=name) from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BadRequest(f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def _float(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw[:40]!r}", field=name) from None
+    if not 0.0 <= value <= 1.0:
+        raise BadRequest(f"{name} must be between 0 and 1", field=name)
+    return value
+
+
+def _choice(request: web.Request, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = request.query.get(name, default)
+    if value not in choices:
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}", field=name)
+    return value
+
+
+def _asset(request: web.Request) -> str:
+    return check_asset_id(request.match_info["asset_id"])
+
+
+def _store(request: web.Request) -> Store:
+    return request.app[STORE]
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def list_videos(request: web.Request) -> web.Response:
+    return web.json_response({"videos": await _store(request).list_assets()})
+
+
+async def get_video(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    info = await store.get_asset(asset)
+    selections = {}
+    for atype in await store.artifact_types(asset):
+        sel = await store.get_selection(asset, atype)
+        selections[atype] = {"selection": sel.model_dump(),
+                             "run_id": await store.selected_run(asset, atype, sel)}
+    return web.json_response({"video": info, "runs": await store.runs(asset),
+                              "selections": selections})
+
+
+async def list_artifacts(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    atype = request.query.get("type") or None
+    if atype is not None:
+        atype = artifact_type_for(atype)
+    all_runs = _choice(request, "all_runs", "false", ("true", "false")) == "true"
+    envs = await store.artifacts(
+        asset, atype,
+        from_ms=_int(request, "from_ms"), to_ms=_int(request, "to_ms"),
+        run_id=request.query.get("run_id") or None,
+        model_profile=request.query.get("profile") or None,
+        apply_selection=not all_runs,
+        limit=_int(request, "limit", 1000, lo=1, hi=MAX_LIMIT) or 1000,
+    )
+    return web.json_response({"artifacts": [e.model_dump(mode="json") for e in envs]})
+
+
+async def jump_handler(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    kind = request.query.get("kind")
+    if not kind:
+        raise BadRequest("kind is required", field="kind", hint="e.g. kind=object")
+    hit = await jump(
+        store, asset, kind, _int(request, "from_ms", 0) or 0,
+        _choice(request, "direction", "next", ("next", "prev")),
+        labels=request.query.getall("label", []) or None,
+        min_confidence=_float(request, "min_confidence"),
+        cursor=request.query.get("cursor") or None,
+    )
+    if hit is None:
+        raise NoMatch(f"no {kind} in that direction")
+    return web.json_response({"artifact": hit.model_dump(mode="json")})
+
+
+async def find_handler(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    text = request.query.get("q")
+    if text is None:
+        raise BadRequest("q is required", field="q", hint="the text to search for")
+    hit = await find(
+        store, asset, text, _int(request, "from_ms", 0) or 0,
+        _choice(request, "direction", "next", ("next", "prev")),
+        source=_choice(request, "source", "all", ("transcript", "ocr", "all")),
+        cursor=request.query.get("cursor") or None,
+    )
+    if hit is None:
+        raise NoMatch("no match in that direction")
+    return web.json_response({"match": hit.to_dict()})
+
+
+async def profiles(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    atype = request.query.get("type") or None
+    if atype is not None:
+        atype = artifact_type_for(atype)
+    return web.json_response({"profiles": await store.profiles(asset, atype)})
+
+
+async def _selection_body(store: Store, asset: str, atype: str) -> dict[str, Any]:
+    sel = await store.get_selection(asset, atype)
+    return {"artifact_type": atype, "selection": sel.model_dump(),
+            "run_id": await store.selected_run(asset, atype, sel)}
+
+
+async def get_selection(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    atype = artifact_type_for(request.match_info["artifact_type"])
+    return web.json_response(await _selection_body(store, asset, atype))
+
+
+async def put_selection(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    atype = artifact_type_for(request.match_info["artifact_type"])
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("body must be JSON", hint='e.g. {"mode": "latest"}') from None
+    try:
+        selection = Selection.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise BadRequest(f"invalid selection: {first['msg']}", field=field,
+                         hint="mode: default|latest|pinned|profile|best_quality") from None
+    await store.set_selection(asset, atype, selection)
+    return web.json_response(await _selection_body(store, asset, atype))
+
+
+async def metadata(request: web.Request) -> web.Response:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    found = await store.artifacts(asset, "video.metadata", limit=1)
+    if not found:
+        raise NoMatch("this video has no video.metadata artifact",
+                      hint="run the metadata pipeline")
+    return web.json_response({"metadata": found[0].payload, "artifact_id": found[0].artifact_id})
+
+
+async def export_handler(request: web.Request) -> web.StreamResponse:
+    store, asset = _store(request), _asset(request)
+    await store.get_asset(asset)
+    fmt = request.match_info["format"]
+    chunks = export(store, asset, fmt)
+    _, content_type, ext = FORMATS[fmt]
+    resp = web.StreamResponse(headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{asset[:16]}.{ext}"',
+    })
+    await resp.prepare(request)
+    async for chunk in chunks:
+        if chunk:
+            await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/health", health),
+    ("GET", "/openapi.json", openapi),
+    ("GET", "/v1/videos", list_videos),
+    ("GET", "/v1/videos/{asset_id}", get_video),
+    ("GET", "/v1/videos/{asset_id}/artifacts", list_artifacts),
+    ("GET", "/v1/videos/{asset_id}/jump", jump_handler),
+    ("GET", "/v1/videos/{asset_id}/find", find_handler),
+    ("GET", "/v1/videos/{asset_id}/profiles", profiles),
+    ("GET", "/v1/videos/{asset_id}/metadata", metadata),
+    ("GET", "/v1/videos/{asset_id}/selections/{artifact_type}", get_selection),
+    ("PUT", "/v1/videos/{asset_id}/selections/{artifact_type}", put_selection),
+    ("GET", "/v1/videos/{asset_id}/export/{format}", export_handler),
+]
+
+
+def make_app(store: Store) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app[STORE] = store
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+async def run_server(url: str, host: str, port: int) -> None:
+    """Open the store and serve until cancelled."""
+    import asyncio
+
+    store = await Store.open(url)
+    runner = web.AppRunner(make_app(store))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await store.close()
