@@ -11,7 +11,8 @@ import sys
 import typer
 
 from rtc_annotator import __version__, logs
-from rtc_annotator.commands import config_cmd, room_cmd, storage_cmd
+from rtc_annotator.commands import config_cmd, pipelines_cmd, room_cmd, storage_cmd
+from rtc_annotator.commands import store_cmd
 from rtc_annotator.errors import RtcAnnotatorError
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(room_cmd.app, name="room")
+pipelines_cmd.register(app)  # pipelines, models, annotate
+store_cmd.register(app)  # results, jump, find, export, serve, db, select
 
 
 def _version(value: bool) -> None:
