@@ -220,6 +220,12 @@ class Hub:
                                                       "silent_s": round(silent, 1)})
                 conn.close(4000, "heartbeat timeout")
                 self.connection_closed(conn)
+        wall = time.time()
+        for room_name, workers in self.registry.rooms.items():
+            known = self.store.rooms.get(room_name)
+            if known is not None:
+                for entry in workers.values():
+                    entry.prune(wall, known.policy.recent_window_s)
         for key, since in list(self.absent.items()):
             if now - since <= cfg.session_grace_s:
                 continue
@@ -312,7 +318,8 @@ class Hub:
         room = self.store.rooms[conn.room]
         self._bind(conn, f"worker:{caps.name}")
         conn.worker_name = caps.name
-        entry, replaced = self.registry.register(room.name, caps, conn)
+        entry, replaced = self.registry.register(room.name, caps, conn,
+                                                 draining=caps.name in room.drained)
         orphan = self._orphans.pop((room.name, caps.name), None)
         if orphan is not None:
             entry.sessions |= orphan.sessions
@@ -324,13 +331,13 @@ class Hub:
             "backends": ",".join(sorted(caps.backend_names())) or "-",
             "pipelines": ",".join(caps.pipelines) or "-", "replaced": replaced is not None})
         self._process_queue(room.name)
-        info = entry.info(time.time(), room.policy.recent_window_s, caps.name in room.drained)
+        info = entry.info(time.time(), room.policy.recent_window_s)
         return {"type": "registered", "id": msg.id, "worker": info.model_dump(mode="json"),
                 "sessions": sorted(entry.sessions)}
 
     async def _load(self, conn: Conn, msg: p.LoadUpdate) -> Reply:
         entry = self._own_entry(conn)
-        entry.caps = entry.caps.model_copy(update={"load": msg.load})
+        entry.caps = entry.caps.model_copy(update={"load": msg.load})  # routing reads caps.load
         self._process_queue(conn.room)
         return {"type": "ok", "id": msg.id}
 
@@ -349,16 +356,14 @@ class Hub:
 
     async def _list_workers(self, conn: Conn, msg: p.ListWorkers) -> Reply:
         room = self.store.rooms[conn.room]
-        rows = self.registry.listing(room.name, room.drained, room.policy.recent_window_s,
+        rows = self.registry.listing(room.name, room.policy.recent_window_s,
                                      backend=msg.backend, pipeline=msg.pipeline,
                                      min_gpu_memory_mb=msg.min_gpu_memory_mb)
         return {"type": "workers", "id": msg.id,
                 "workers": [w.model_dump(mode="json") for w in rows]}
 
-    def _candidates(self, room: Room) -> list[routing.Candidate]:
-        now = time.time()
-        return [e.candidate(now, room.policy.recent_window_s, e.name in room.drained)
-                for e in self.registry.workers(room.name)]
+    def _candidates(self, room: Room) -> list[WorkerEntry]:
+        return self.registry.workers(room.name)
 
     def _decide(self, room: str, decision: p.Decision) -> None:
         log_ = self.decisions.setdefault(room, deque(maxlen=self.config.decisions_kept))
@@ -411,7 +416,9 @@ class Hub:
         assert entry is not None
         session = self.sessions.open(room.name, entry.name, conn.identity, route_id)
         entry.sessions.add(session.id)
-        entry.recent.append(time.time())
+        now = time.time()
+        entry.prune(now, room.policy.recent_window_s)
+        entry.recent.append(now)
         decision = p.Decision(
             at=time.time(), route_id=route_id, client=conn.identity, outcome="routed",
             worker=entry.name, storage_match=choice.storage_match, strict=choice.strict,
@@ -424,8 +431,7 @@ class Hub:
             "requirements": req.model_dump(mode="json"),
             "ice_servers": self.config.ice.servers_for(f"worker-{entry.name}")})
         return {"type": "routed", "id": route_id, "session_id": session.id,
-                "worker": entry.info(time.time(), room.policy.recent_window_s,
-                                     False).model_dump(mode="json"),
+                "worker": entry.info(now, room.policy.recent_window_s).model_dump(mode="json"),
                 "ice_servers": self.config.ice.servers_for(conn.identity),
                 "decision": decision.model_dump(mode="json")}
 
@@ -444,7 +450,6 @@ class Hub:
                 waiting.append(q)
                 continue
             q.conn.send(self._pair(q.conn, q.route_id, q.req, choice, room))
-            cands = self._candidates(room)
         self.queues[room_name] = waiting
         self._announce_positions(room_name)
 
@@ -557,11 +562,13 @@ class Hub:
 
     async def _drain(self, conn: Conn, msg: p.Drain) -> Reply:
         await self.store.set_drained(conn.room, msg.worker, msg.drain)
+        entry = self.registry.get(conn.room, msg.worker)
+        if entry is not None:
+            entry.draining = msg.drain
         if not msg.drain:
             self._process_queue(conn.room)
-        known = self.registry.get(conn.room, msg.worker) is not None
         return {"type": "ok", "id": msg.id, "worker": msg.worker, "draining": msg.drain,
-                "online": known}
+                "online": entry is not None}
 
     async def _decisions(self, conn: Conn, msg: p.Decisions) -> Reply:
         rows = list(self.decisions.get(conn.room, ()))[-msg.limit:]

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtc_annotator.protocol.signaling import WorkerCapabilities, WorkerInfo
-from signaling.routing import Candidate
 
 
-@dataclass
+@dataclass(eq=False)
 class WorkerEntry:
-    """One registered worker."""
+    """One registered worker; also what routing reads (:class:`signaling.routing.CandidateLike`).
+    """
 
     room: str
     caps: WorkerCapabilities
@@ -27,7 +27,17 @@ class WorkerEntry:
     sessions: set[str] = field(default_factory=set)
     """Ids of the sessions holding one of its slots."""
     recent: deque[float] = field(default_factory=deque)
-    """Times jobs were routed to it (pruned to the policy window)."""
+    """Times jobs were routed to it (pruned to the policy window by :meth:`prune`)."""
+    draining: bool = False
+    """Admin stopped routing to it (mirrors the room's drained set)."""
+    pipelines: frozenset[str] = frozenset()
+    backends: frozenset[str] = frozenset()
+    gpu_memory_mb: int = 0
+
+    def __post_init__(self) -> None:
+        self.pipelines = frozenset(self.caps.pipelines)
+        self.backends = frozenset(self.caps.backend_names())
+        self.gpu_memory_mb = self.caps.max_gpu_memory_mb()
 
     @property
     def name(self) -> str:
@@ -36,32 +46,26 @@ class WorkerEntry:
     def busy(self) -> int:
         return max(self.caps.load, len(self.sessions))
 
+    @property
     def free_slots(self) -> int:
         return max(0, self.caps.job_slots - self.busy())
 
-    def recent_jobs(self, now: float, window_s: float) -> int:
-        while self.recent and self.recent[0] < now - window_s:
-            self.recent.popleft()
+    @property
+    def recent_jobs(self) -> int:
         return len(self.recent)
 
-    def candidate(self, now: float, window_s: float, draining: bool) -> Candidate:
-        return Candidate(
-            name=self.name,
-            pipelines=frozenset(self.caps.pipelines),
-            backends=frozenset(self.caps.backend_names()),
-            gpu_memory_mb=self.caps.max_gpu_memory_mb(),
-            free_slots=self.free_slots(),
-            recent_jobs=self.recent_jobs(now, window_s),
-            draining=draining,
-        )
+    def prune(self, now: float, window_s: float) -> None:
+        while self.recent and self.recent[0] < now - window_s:
+            self.recent.popleft()
 
-    def info(self, now: float, window_s: float, draining: bool) -> WorkerInfo:
+    def info(self, now: float, window_s: float) -> WorkerInfo:
+        self.prune(now, window_s)
         return WorkerInfo(
             **self.caps.model_dump(),
             sessions=len(self.sessions),
-            free_slots=self.free_slots(),
-            draining=draining,
-            recent_jobs=self.recent_jobs(now, window_s),
+            free_slots=self.free_slots,
+            draining=self.draining,
+            recent_jobs=self.recent_jobs,
             online_since=self.online_since,
         )
 
@@ -73,11 +77,12 @@ class Registry:
         self.rooms: dict[str, dict[str, WorkerEntry]] = {}
 
     def register(self, room: str, caps: WorkerCapabilities, conn: Any,
-                 *, now: float | None = None) -> tuple[WorkerEntry, WorkerEntry | None]:
+                 *, draining: bool = False,
+                 now: float | None = None) -> tuple[WorkerEntry, WorkerEntry | None]:
         """Add or replace a worker; return (new entry, replaced entry or None)."""
         workers = self.rooms.setdefault(room, {})
         old = workers.get(caps.name)
-        entry = WorkerEntry(room=room, caps=caps, conn=conn,
+        entry = WorkerEntry(room=room, caps=caps, conn=conn, draining=draining,
                             online_since=time.time() if now is None else now)
         if old is not None:
             entry.sessions = old.sessions
@@ -105,7 +110,7 @@ class Registry:
     def count(self) -> int:
         return sum(len(w) for w in self.rooms.values())
 
-    def listing(self, room: str, drained: set[str], window_s: float, *,
+    def listing(self, room: str, window_s: float, *,
                 backend: str | None = None, pipeline: str | None = None,
                 min_gpu_memory_mb: int = 0, now: float | None = None) -> list[WorkerInfo]:
         t = time.time() if now is None else now
@@ -117,5 +122,5 @@ class Registry:
                 continue
             if min_gpu_memory_mb and e.caps.max_gpu_memory_mb() < min_gpu_memory_mb:
                 continue
-            out.append(e.info(t, window_s, e.name in drained))
+            out.append(e.info(t, window_s))
         return out

@@ -14,13 +14,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from rtc_annotator.protocol.signaling import Requirements, RoutingPolicy
 
 
+class CandidateLike(Protocol):
+    """What routing reads from a worker (the registry's entries provide it without copying)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pipelines(self) -> frozenset[str]: ...
+    @property
+    def backends(self) -> frozenset[str]: ...
+    @property
+    def gpu_memory_mb(self) -> int: ...
+    @property
+    def free_slots(self) -> int: ...
+    @property
+    def recent_jobs(self) -> int: ...
+    @property
+    def draining(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """What routing needs to know about one worker at one moment."""
+    """A plain snapshot of one worker (tests, tools)."""
 
     name: str
     pipelines: frozenset[str]
@@ -50,7 +70,7 @@ def is_strict(req: Requirements, policy: RoutingPolicy) -> bool:
             or req.required_storage in policy.strict_backends)
 
 
-def capable(c: Candidate, req: Requirements, strict: bool) -> bool:
+def capable(c: CandidateLike, req: Requirements, strict: bool) -> bool:
     """Could this worker ever take the request (ignoring slots and draining)?"""
     if not set(req.pipelines) <= c.pipelines:
         return False
@@ -59,15 +79,15 @@ def capable(c: Candidate, req: Requirements, strict: bool) -> bool:
     return not (strict and req.required_storage not in c.backends)
 
 
-def _key(c: Candidate, req: Requirements) -> tuple[int, int, int, int, str]:
+def _key(c: CandidateLike, req: Requirements) -> tuple[int, int, int, int, str]:
     match = 0 if (req.required_storage is not None and req.required_storage in c.backends) else 1
     return (match, -c.free_slots, -c.gpu_memory_mb, c.recent_jobs, c.name)
 
 
-def choose(workers: Iterable[Candidate], req: Requirements, policy: RoutingPolicy) -> Choice:
+def choose(workers: Iterable[CandidateLike], req: Requirements, policy: RoutingPolicy) -> Choice:
     """Pick the best worker that can take the request now."""
     strict = is_strict(req, policy)
-    best: Candidate | None = None
+    best: CandidateLike | None = None
     best_key: tuple[int, int, int, int, str] | None = None
     count = 0
     for c in workers:
@@ -90,7 +110,7 @@ def choose(workers: Iterable[Candidate], req: Requirements, policy: RoutingPolic
     return Choice(best.name, match, strict, count, ", ".join(parts))
 
 
-def why_never(workers: Sequence[Candidate], req: Requirements, policy: RoutingPolicy,
+def why_never(workers: Sequence[CandidateLike], req: Requirements, policy: RoutingPolicy,
               room: str) -> str | None:
     """None when some worker could take the request once free; else which requirement failed."""
     strict = is_strict(req, policy)
