@@ -30,6 +30,8 @@ select_app = typer.Typer(help="Choose which run's results count per video and ty
 
 
 def sha256_file(path: Path) -> str:
+    if not path.is_file():
+        fail(f"{path}: no such file and not an asset id (64 hex digits)")
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -41,10 +43,7 @@ async def asset_id_for(video: str) -> str:
     """An asset id as given, or the sha256 of the file at that path (hashed in a thread)."""
     if ASSET_ID_RE.match(video):
         return video
-    path = Path(video)
-    if not path.is_file():
-        fail(f"{video}: no such file and not an asset id (64 hex digits)")
-    return await asyncio.to_thread(sha256_file, path)
+    return await asyncio.to_thread(sha256_file, Path(video))
 
 
 def _with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:

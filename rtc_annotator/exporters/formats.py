@@ -136,7 +136,7 @@ async def zip_bundle(store: Store, asset_id: str) -> AsyncIterator[bytes]:
         sel = await store.get_selection(asset_id, atype)
         manifest["selections"][atype] = {**sel.model_dump(),
                                          "run_id": await store.selected_run(asset_id, atype)}
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # type: ignore[call-overload]
         for name, exporter in BUNDLE_MEMBERS:
             digest, size = hashlib.sha256(), 0
             with zf.open(name, "w", force_zip64=True) as member:

@@ -126,9 +126,8 @@ async def jump(
             conds.append(key > pos if direction == "next" else key < pos)
         else:
             conds.append(start > from_ms if direction == "next" else start < from_ms)
-        order = [start, end, c.artifact_id]
-        if direction == "prev":
-            order = [o.desc() for o in order]
+        cols = [start, end, c.artifact_id]
+        order = [o.desc() for o in cols] if direction == "prev" else cols
         found = (await conn.execute(
             sa.select(c.artifact_id).where(*conds).order_by(*order).limit(1))).scalar()
     if found is None:
@@ -199,5 +198,6 @@ async def find(
         row = (await conn.execute(sa.text(sql), params)).first()
     if row is None:
         return None
-    return FindHit(artifact_id=row[0], source=row[1], start_ms=int(row[2]), end_ms=int(row[3]),
-                   text=row[4], snippet=row[5] or row[4])
+    aid, src, start, end, full, snip = tuple(row)
+    return FindHit(artifact_id=aid, source=src, start_ms=int(start), end_ms=int(end),
+                   text=full, snippet=snip or full)

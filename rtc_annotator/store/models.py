@@ -156,7 +156,9 @@ class SceneRange(Base):
     start_ms: Mapped[int] = mapped_column(sa.BigInteger)
     end_ms: Mapped[int] = mapped_column(sa.BigInteger)
 
-    __table_args__ = (sa.Index("ix_scene_ranges_asset_run_start", "asset_id", "run_id", "start_ms"),)
+    __table_args__ = (
+        sa.Index("ix_scene_ranges_asset_run_start", "asset_id", "run_id", "start_ms"),
+    )
 
 
 metadata = Base.metadata

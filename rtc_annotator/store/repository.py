@@ -12,6 +12,7 @@ projections (``run_summaries``, ``text_segments`` + full-text index, ``object_la
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from rtc_annotator.artifacts.envelope import ArtifactEnvelope, coerce_envelope
+from rtc_annotator.artifacts.envelope import ArtifactEnvelope, canonical_json, coerce_envelope
 from rtc_annotator.artifacts.schemas import SchemaError, registry
 from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.logs import get_logger
@@ -48,6 +49,7 @@ RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 TEXT_SOURCES = {"transcript.segment": "transcript", "ocr.text": "ocr"}
 ENVELOPE_FIELDS = tuple(ArtifactEnvelope.model_fields)
+PG_COPY_MIN = 64  # batches at least this large use COPY on PostgreSQL
 
 artifacts_t: sa.Table = Artifact.__table__  # type: ignore[assignment]
 assets_t: sa.Table = Asset.__table__  # type: ignore[assignment]
@@ -123,7 +125,7 @@ class Store:
                              hint="use sqlite+aiosqlite:///FILE or postgresql+asyncpg://...")
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(_make_parent, parsed.database)
             engine = create_async_engine(url)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
@@ -291,6 +293,8 @@ class Store:
 
     async def _insert_artifacts(self, conn: AsyncConnection,
                                 batch: list[ArtifactEnvelope]) -> set[str]:
+        if self.dialect == "postgresql" and len(batch) >= PG_COPY_MIN:
+            return await self._pg_copy_artifacts(conn, batch)
         rows = [
             {name: getattr(e, name) for name in ENVELOPE_FIELDS} for e in batch
         ]
@@ -301,6 +305,50 @@ class Store:
         )
         result = await conn.execute(stmt, rows)
         return set(result.scalars().all())
+
+    async def _pg_copy_artifacts(self, conn: AsyncConnection,
+                                 batch: list[ArtifactEnvelope]) -> set[str]:
+        """PostgreSQL fast path: COPY into a temp stage, then one INSERT ... ON CONFLICT."""
+        apg = await _asyncpg(conn)
+        cols = ", ".join(ENVELOPE_FIELDS)
+        try:
+            await apg.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE artifacts) "
+                "ON COMMIT DELETE ROWS"
+            )
+            await apg.copy_records_to_table(
+                "ingest_stage", columns=list(ENVELOPE_FIELDS),
+                records=[tuple(canonical_json(e.payload) if f == "payload" else getattr(e, f)
+                               for f in ENVELOPE_FIELDS) for e in batch],
+            )
+            rows = await apg.fetch(
+                f"INSERT INTO artifacts ({cols}) SELECT {cols} FROM ingest_stage "
+                "ON CONFLICT (artifact_id) DO NOTHING RETURNING artifact_id"
+            )
+            await apg.execute("TRUNCATE ingest_stage")
+        except Exception as exc:
+            if type(exc).__module__.startswith("asyncpg"):
+                raise StoreError(f"database error: {_short(exc)}") from None
+            raise
+        return {r[0] for r in rows}
+
+    async def _write_rows(self, conn: AsyncConnection, table: sa.Table,
+                          rows: list[dict[str, Any]]) -> None:
+        """Insert new projection rows (COPY on PostgreSQL for large batches)."""
+        if not rows:
+            return
+        if self.dialect == "postgresql" and len(rows) >= PG_COPY_MIN:
+            apg = await _asyncpg(conn)
+            cols = list(rows[0])
+            try:
+                await apg.copy_records_to_table(
+                    table.name, columns=cols, records=[tuple(r[c] for c in cols) for r in rows])
+            except Exception as exc:
+                if type(exc).__module__.startswith("asyncpg"):
+                    raise StoreError(f"database error: {_short(exc)}") from None
+                raise
+            return
+        await conn.execute(table.insert(), rows)
 
     async def _project(self, conn: AsyncConnection, fresh: list[ArtifactEnvelope]) -> None:
         texts: list[dict[str, Any]] = []
@@ -334,8 +382,7 @@ class Store:
                     )
                 )
         for table, rows in ((text_t, texts), (objects_t, objects), (scenes_t, scenes)):
-            if rows:
-                await conn.execute(table.insert(), rows)
+            await self._write_rows(conn, table, rows)
         if summary:
             ins = self._insert(summaries_t)
             stmt = ins.on_conflict_do_update(
@@ -528,6 +575,16 @@ class _Conn:
         if isinstance(ev, SQLAlchemyError):
             log.warning("database error: %s", _short(ev))
             raise StoreError(f"database error: {_short(ev)}") from None
+
+
+def _make_parent(database: str) -> None:
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _asyncpg(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn`` (inside the same transaction)."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 def _short(exc: BaseException) -> str:

@@ -36,8 +36,10 @@ class SelectionError(RtcAnnotatorError):
     """A selection is malformed (missing run id or profile, unknown mode)."""
 
     code = "SELECTION_ERROR"
-    default_hint = "modes: default, latest, pinned (needs run_id), profile (needs model_profile), " \
+    default_hint = (
+        "modes: default, latest, pinned (needs run_id), profile (needs model_profile), "
         "best_quality"
+    )
 
 
 class Selection(BaseModel):

@@ -17,8 +17,8 @@ from tests.store.conftest import backend, env, new_asset, store, store_url  # no
 class Api:
     """A running server and a client session against it."""
 
-    def __init__(self, base: str, session: aiohttp.ClientSession, store: Store) -> None:
-        self.base, self.session, self.store = base, session, store
+    def __init__(self, base: str, session: aiohttp.ClientSession, store_: Store) -> None:
+        self.base, self.session, self.store = base, session, store_
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, bytes, str]:
         async with self.session.request(method, self.base + path, **kw) as resp:

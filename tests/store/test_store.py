@@ -200,3 +200,33 @@ async def test_bad_urls_are_store_errors() -> None:
         await Store.open("mysql://x/y")
     with pytest.raises(StoreError):
         await Store.open("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
+
+
+async def test_large_batches_take_the_bulk_path(store: Store) -> None:
+    """Batches >= PG_COPY_MIN use COPY on PostgreSQL: same results, same atomicity."""
+    from rtc_annotator.store.repository import PG_COPY_MIN
+
+    asset = new_asset()
+    n = PG_COPY_MIN * 2
+    batch = [env(asset, "transcript.segment", i * 10, text=f"word{i} common", ordinal=i)
+             for i in range(n)]
+    batch += [env(asset, "object.detection", i, label="dog", ordinal=n + i) for i in range(n)]
+    assert await store.ingest(batch) == 2 * n
+    assert await store.ingest(batch) == 0
+    assert await store.ingest(batch[:n] + [env(asset, "scene", 5, ordinal=9999)]) == 1
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM text_segments"))).scalar() == n
+    async with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            await conn.execute(sa.text(
+                "ALTER TABLE object_labels ADD CONSTRAINT no_cat CHECK (label <> 'cat')"))
+        else:
+            await conn.execute(sa.text(
+                "CREATE TRIGGER no_cat BEFORE INSERT ON object_labels WHEN new.label = 'cat' "
+                "BEGIN SELECT RAISE(ABORT, 'cat'); END"))
+    other = new_asset()
+    bad = [env(other, "object.detection", i, label="cat", ordinal=i) for i in range(n)]
+    with pytest.raises(StoreError):
+        await store.ingest(bad)
+    assert await store.count_artifacts(other) == 0
+    assert await store.ingest(batch) == 0  # the connection is usable after the failure

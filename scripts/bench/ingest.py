@@ -1,0 +1,148 @@
+"""Ingest benchmark: N mixed envelopes through Store.ingest, against a naive baseline.
+
+    python scripts/bench/ingest.py --db sqlite|postgres [--url URL] [--envelopes 200000]
+
+The baseline, measured in the same run on a 5,000-envelope subset, validates each envelope and
+writes it with one ORM add + commit (no projections). PostgreSQL needs --url or
+RTC_ANNOTATOR_TEST_PG_URL (a fresh database is created and dropped). The last line is JSON:
+{"db", "envelopes", "envelopes_per_s", "naive_per_s", "speedup"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rtc_annotator.artifacts import coerce_envelope, make_envelope  # noqa: E402
+from rtc_annotator.store import Store  # noqa: E402
+from rtc_annotator.store.models import Artifact  # noqa: E402
+
+WORDS = "the gradient descent step size loss model data video frame scene dog cat".split()
+
+
+def mixed(n: int, assets: int, seed: int = 1) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    asset_ids = [secrets.token_hex(32) for _ in range(assets)]
+    out = []
+    for i in range(n):
+        asset = asset_ids[i % assets]
+        t = rnd.randrange(0, 3_600_000)
+        kind = rnd.random()
+        if kind < 0.4:
+            atype, payload = "object.detection", {
+                "label": rnd.choice(WORDS[-3:]), "confidence": rnd.random(),
+                "box": {"x1": 0.1, "y1": 0.2, "x2": 0.5, "y2": 0.6}, "frame_pts_ms": t,
+                "track_id": rnd.randrange(100)}
+            end = t + 40
+        elif kind < 0.7:
+            end = t + rnd.randrange(500, 5000)
+            atype, payload = "transcript.segment", {
+                "text": " ".join(rnd.choices(WORDS, k=12)), "language": "en", "start_ms": t,
+                "end_ms": end, "confidence": rnd.random(), "words": []}
+        elif kind < 0.9:
+            end = t + 40
+            atype, payload = "ocr.text", {
+                "text": " ".join(rnd.choices(WORDS, k=3)), "confidence": rnd.random(),
+                "polygon": [[0.1, 0.1], [0.3, 0.1], [0.3, 0.2], [0.1, 0.2]],
+                "languages": ["en"]}
+        else:
+            end = t + rnd.randrange(1000, 20000)
+            atype, payload = "scene", {"index": i, "start_ms": t, "end_ms": end,
+                                       "boundary_score": rnd.random()}
+        out.append(make_envelope(
+            asset_id=asset, artifact_type=atype, schema_version=1, span_start_ms=t,
+            span_end_ms=end, payload=payload, producer="bench", producer_version="1",
+            model_profile="balanced", config_hash="c", input_hash="i",
+            run_id=f"run-{asset[:8]}-{atype}", ordinal=i,
+        ).model_dump(mode="json"))
+    return out
+
+
+async def fresh_pg(url: str) -> tuple[str, Any]:
+    import asyncpg  # type: ignore[import-untyped]
+
+    base = url.rsplit("/", 1)[0]
+    name = "bench_" + secrets.token_hex(4)
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.close()
+
+    return f"{base}/{name}", drop
+
+
+async def naive(store: Store, envs: list[dict[str, Any]]) -> float:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    maker = async_sessionmaker(store.engine, expire_on_commit=False)
+    start = time.perf_counter()
+    async with maker() as session:
+        for d in envs:
+            e = coerce_envelope(d)
+            session.add(Artifact(**e.model_dump()))
+            await session.commit()
+    return len(envs) / (time.perf_counter() - start)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--url", default=os.environ.get("RTC_ANNOTATOR_TEST_PG_URL"))
+    ap.add_argument("--envelopes", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--naive", type=int, default=5000)
+    args = ap.parse_args()
+    print(f"generating {args.envelopes} + {args.naive} envelopes", file=sys.stderr)
+    envs = mixed(args.envelopes, assets=20)
+    subset = mixed(args.naive, assets=2, seed=2)
+    drop = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.db == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
+        else:
+            if not args.url:
+                sys.exit("--url or RTC_ANNOTATOR_TEST_PG_URL is needed for postgres")
+            url, drop = await fresh_pg(args.url)
+        store = await Store.open(url)
+        try:
+            start = time.perf_counter()
+            new = 0
+            for i in range(0, len(envs), args.batch):
+                new += await store.ingest(envs[i:i + args.batch])
+            elapsed = time.perf_counter() - start
+            assert new == len(envs), (new, len(envs))
+            rate = len(envs) / elapsed
+            print(f"ingest: {len(envs)} in {elapsed:.2f}s = {rate:,.0f}/s "
+                  f"(batch {args.batch})", file=sys.stderr)
+            again = time.perf_counter()
+            assert await store.ingest(envs[: args.batch]) == 0
+            print(f"re-ingest of one batch: {time.perf_counter() - again:.3f}s, 0 new",
+                  file=sys.stderr)
+            naive_rate = await naive(store, subset)
+            print(f"naive: {naive_rate:,.0f}/s", file=sys.stderr)
+        finally:
+            await store.close()
+            if drop is not None:
+                await drop()
+    print(json.dumps({"db": args.db, "envelopes": len(envs), "envelopes_per_s": round(rate),
+                      "naive_per_s": round(naive_rate),
+                      "speedup": round(rate / naive_rate, 1)}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
