@@ -192,7 +192,10 @@ async def find(
             sql = (
                 "SELECT ts.artifact_id, ts.source, ts.start_ms, ts.end_ms, ts.text, "
                 "snippet(text_segments_fts, 0, '[', ']', '...', 16) "
-                "FROM text_segments_fts JOIN text_segments ts ON ts.id = text_segments_fts.rowid "
+                # CROSS JOIN keeps the FTS match as the outer loop (SQLite would otherwise walk
+                # every segment of the video after from_ms and probe the index per row)
+                "FROM text_segments_fts CROSS JOIN text_segments ts "
+                "ON ts.id = text_segments_fts.rowid "
                 f"WHERE text_segments_fts MATCH :q AND {where} ORDER BY {order} LIMIT 1"
             )
         row = (await conn.execute(sa.text(sql), params)).first()
