@@ -324,6 +324,7 @@ class Hub:
         if orphan is not None:
             entry.sessions |= orphan.sessions
             entry.recent = orphan.recent
+            entry.refresh()
         if replaced is not None and replaced.conn is not None:
             replaced.conn.worker_name = None
         log.info("worker registered", ctx={
@@ -337,7 +338,7 @@ class Hub:
 
     async def _load(self, conn: Conn, msg: p.LoadUpdate) -> Reply:
         entry = self._own_entry(conn)
-        entry.caps = entry.caps.model_copy(update={"load": msg.load})  # routing reads caps.load
+        entry.set_load(msg.load)
         self._process_queue(conn.room)
         return {"type": "ok", "id": msg.id}
 
@@ -415,7 +416,7 @@ class Hub:
         entry = self.registry.get(room.name, choice.worker)
         assert entry is not None
         session = self.sessions.open(room.name, entry.name, conn.identity, route_id)
-        entry.sessions.add(session.id)
+        entry.add_session(session.id)
         now = time.time()
         entry.prune(now, room.policy.recent_window_s)
         entry.recent.append(now)
@@ -509,7 +510,7 @@ class Hub:
         self.sessions.end(s, reason)
         entry = self.registry.get(s.room, s.worker) or self._orphans.get((s.room, s.worker))
         if entry is not None:
-            entry.sessions.discard(s.id)
+            entry.drop_session(s.id)
         for member in s.members():
             if member == by:
                 continue

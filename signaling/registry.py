@@ -30,25 +30,38 @@ class WorkerEntry:
     """Times jobs were routed to it (pruned to the policy window by :meth:`prune`)."""
     draining: bool = False
     """Admin stopped routing to it (mirrors the room's drained set)."""
+    name: str = ""
     pipelines: frozenset[str] = frozenset()
     backends: frozenset[str] = frozenset()
     gpu_memory_mb: int = 0
+    free_slots: int = 0
+    """job_slots - max(load, sessions); kept current by :meth:`refresh` (routing reads it)."""
 
     def __post_init__(self) -> None:
+        self.name = self.caps.name
         self.pipelines = frozenset(self.caps.pipelines)
         self.backends = frozenset(self.caps.backend_names())
         self.gpu_memory_mb = self.caps.max_gpu_memory_mb()
+        self.refresh()
 
-    @property
-    def name(self) -> str:
-        return self.caps.name
+    def refresh(self) -> None:
+        """Recompute free slots after sessions or load changed."""
+        self.free_slots = max(0, self.caps.job_slots - self.busy())
 
     def busy(self) -> int:
         return max(self.caps.load, len(self.sessions))
 
-    @property
-    def free_slots(self) -> int:
-        return max(0, self.caps.job_slots - self.busy())
+    def add_session(self, session_id: str) -> None:
+        self.sessions.add(session_id)
+        self.refresh()
+
+    def drop_session(self, session_id: str) -> None:
+        self.sessions.discard(session_id)
+        self.refresh()
+
+    def set_load(self, load: int) -> None:
+        self.caps = self.caps.model_copy(update={"load": load})
+        self.refresh()
 
     @property
     def recent_jobs(self) -> int:
@@ -87,6 +100,7 @@ class Registry:
         if old is not None:
             entry.sessions = old.sessions
             entry.recent = old.recent
+            entry.refresh()
             if old.conn is conn:
                 entry.online_since = old.online_since
         workers[caps.name] = entry

@@ -85,16 +85,23 @@ def _key(c: CandidateLike, req: Requirements) -> tuple[int, int, int, int, str]:
 
 
 def choose(workers: Iterable[CandidateLike], req: Requirements, policy: RoutingPolicy) -> Choice:
-    """Pick the best worker that can take the request now."""
+    """Pick the best worker that can take the request now (one pass, no sorting)."""
     strict = is_strict(req, policy)
+    need = frozenset(req.pipelines)
+    store = req.required_storage
+    mem = req.min_gpu_memory_mb
     best: CandidateLike | None = None
     best_key: tuple[int, int, int, int, str] | None = None
     count = 0
     for c in workers:
-        if c.draining or c.free_slots <= 0 or not capable(c, req, strict):
+        free = c.free_slots
+        if free <= 0 or c.draining or c.gpu_memory_mb < mem or not need <= c.pipelines:
+            continue
+        has = store is not None and store in c.backends
+        if strict and not has:
             continue
         count += 1
-        k = _key(c, req)
+        k = (0 if has else 1, -free, -c.gpu_memory_mb, c.recent_jobs, c.name)
         if best_key is None or k < best_key:
             best, best_key = c, k
     if best is None:

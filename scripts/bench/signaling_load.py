@@ -65,19 +65,40 @@ def worker_caps(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-async def start_server(state: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "--port", "0", "--state", str(state),
-         "--admin-secret", SECRET, "--rate", "100000", "--burst", "100000",
-         "--log-level", "WARNING"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.stderr is not None
-    line = await asyncio.to_thread(proc.stderr.readline)
-    match = re.search(r"(ws://\S+)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, match.group(1)
+def spawn_server(state: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log_file:  # a file, not a pipe: the server never blocks on it
+        return subprocess.Popen(
+            [sys.executable, "-m", "signaling", "--port", "0", "--state", str(state),
+             "--admin-secret", SECRET, "--rate", "100000", "--burst", "100000",
+             "--log-level", "WARNING"],
+            stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+async def start_server(state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    log_path = state.with_suffix(".log")
+    proc = spawn_server(state, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        match = re.search(r"(ws://\S+)", log_path.read_text(errors="replace"))
+        if match:
+            return proc, match.group(1)
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
+
+
+async def server_route_histogram(url: str) -> dict[str, int]:
+    import aiohttp
+
+    http = url.replace("ws://", "http://").rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session, session.get(http + "/metrics") as resp:
+        text = await resp.text()
+    out = {}
+    for m in re.finditer(r'signaling_route_latency_ms_bucket\{le="([^"]+)"\} (\d+)', text):
+        out[m.group(1)] = int(m.group(2))
+    return out
 
 
 async def connect_all(clients: list[SignalingClient], batch: int = 50) -> None:
@@ -135,7 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(crng.uniform(0, interval))
             next_at = time.perf_counter()
             for _ in range(per_client):
-                req = {"pipelines": crng.sample(["metadata", "scenes", "transcript"],
+                req: dict[str, Any] = {"pipelines": crng.sample(["metadata", "scenes", "transcript"],
                                                 crng.randint(1, 2)),
                        "required_storage": crng.choice([*BACKENDS, None]),
                        "min_gpu_memory_mb": crng.choice([0, 0, 16000])}
@@ -160,6 +181,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bounded = True
         elapsed = time.perf_counter() - t1
         server_rss = rss_mb(proc.pid)
+        server_side = await server_route_histogram(url)
+        print(f"server-side route handling (ms bucket: count): {server_side}", file=sys.stderr)
         p50, p99 = pct(lat, 0.50), pct(lat, 0.99)
         hb50 = statistics.median(hb)
         print(f"routes: {len(lat)} in {elapsed:.1f} s ({len(lat) / elapsed:.0f}/s), "
@@ -182,8 +205,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def main() -> None:
