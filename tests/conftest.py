@@ -94,12 +94,13 @@ def make_video(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> VideoFa
         for color in colors:
             args += ["-f", "lavfi", "-i", f"color=c={color}:s={size}:r={fps}:d={seconds_each}"]
         n = len(colors)
+        if audio:
+            total = seconds_each * n
+            args += ["-f", "lavfi", "-t", str(total), "-i", "sine=frequency=440:sample_rate=16000"]
         filt = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
         args += ["-filter_complex", filt, "-map", "[v]"]
         if audio:
-            total = seconds_each * n
-            args += ["-f", "lavfi", "-t", str(total), "-i", "sine=frequency=440:sample_rate=16000",
-                     "-map", f"{n}:a", "-c:a", "aac"]
+            args += ["-map", f"{n}:a", "-c:a", "aac"]
         args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)]
         subprocess.run(args, check=True)
         cache[key] = out
