@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
+from rtc_annotator.config import SignalingSettings
 from rtc_annotator.logs import get_logger
 from rtc_annotator.protocol.signaling import (
     MAX_FRAME_BYTES,
@@ -117,6 +118,17 @@ class SignalingClient:
         self._fatal: SignalingError | None = None
         self._retry_after: float = 0.0
         self._rng = random.Random()
+
+    @classmethod
+    def from_settings(cls, settings: SignalingSettings, **overrides: Any) -> SignalingClient:
+        """A client for ``[signaling]`` (url, token, heartbeat_s, reconnect_max_s)."""
+        kw: dict[str, Any] = {"token": settings.token, "heartbeat_s": settings.heartbeat_s,
+                              "reconnect_max_s": settings.reconnect_max_s}
+        kw.update(overrides)
+        if kw.get("token") is None and kw.get("admin_secret") is None:
+            raise SignalingError("no signaling token configured", code=Codes.NOT_AUTHENTICATED,
+                                 hint="set [signaling] token (ask the room admin for one)")
+        return cls(settings.url, **kw)
 
     # ------------------------------------------------------------------ lifecycle
 

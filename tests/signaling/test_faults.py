@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +328,64 @@ async def test_admin_policy_drain_and_decisions(server: SignalingServer, room: A
     decisions = (await admin.request("decisions", limit=10))["decisions"]
     assert [d["outcome"] for d in decisions] == ["rejected", "routed", "queued", "routed"]
     assert decisions[1]["storage_match"] is False and decisions[1]["worker"] == "gpu-nfs"
+
+
+async def test_cancel_route_and_queue_dropped_on_disconnect(server: SignalingServer, room: Any,
+                                                            make_client: Any) -> None:
+    t = await room("lab")
+    worker = await make_client(token=t["worker"])
+    await worker.register_worker(caps("gpu-a"))
+    c1 = await make_client(token=t["client"])
+    await c1.route(pipelines=["scenes"])
+    waiting = await raw(server, t["client"])
+    await waiting.send({"type": "route", "id": "r1", "pipelines": ["scenes"]})
+    assert (await waiting.recv()) == {"type": "queued", "id": "r1", "position": 1}
+    await waiting.send({"type": "cancel_route", "id": "c", "route_id": "r1"})
+    cancelled = await waiting.recv()
+    assert cancelled["id"] == "r1" and cancelled["code"] == "ROUTE_CANCELLED"
+    assert (await waiting.recv())["type"] == "ok"
+    await waiting.send({"type": "route", "id": "r2", "pipelines": ["scenes"]})
+    assert (await waiting.recv())["position"] == 1
+    other: list[int] = []
+    task = asyncio.create_task(c1.route(pipelines=["scenes"],
+                                        on_queue=lambda f: other.append(f["position"])))
+    await _until(lambda: other == [2])
+    await waiting.ws.close()  # its queued request goes away; the next one moves up
+    await _until(lambda: other == [2, 1])
+    task.cancel()
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_tls(tmp_path: Path, self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    srv = SignalingServer(server_config(tmp_path / "s.sqlite3", cert=cert, key=key))
+    await srv.start()
+    try:
+        assert srv.url.startswith("wss://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        client = SignalingClient(srv.url, admin_secret=ADMIN_SECRET, ssl_context=ctx,
+                                 reconnect=False)
+        welcome = await client.connect()
+        assert welcome["role"] == "server"
+        await client.close()
+    finally:
+        await srv.stop()
+
+
+async def test_hello_timeout_closes_silent_socket(tmp_path: Path) -> None:
+    srv = SignalingServer(server_config(tmp_path / "s.sqlite3", hello_timeout_s=0.2))
+    await srv.start()
+    try:
+        peer = await raw(srv)
+        await asyncio.wait_for(peer.ws.wait_closed(), 5)
+        assert peer.ws.close_code == 4002
+    finally:
+        await srv.stop()
