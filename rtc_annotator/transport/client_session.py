@@ -155,7 +155,7 @@ class ClientSession:
 
     async def describe(self, path: Path, transfer: str) -> tuple[proto.SharedInput | None, Path]:
         """Shared description of ``path`` when it lies on one of our backends (else None)."""
-        path = Path(os.path.abspath(path))
+        path = Path(await asyncio.to_thread(os.path.abspath, path))
         if transfer == "rtc" or self.resolver is None:
             return None, path
         loc = self.resolver.locate(path)
@@ -290,7 +290,7 @@ class ClientSession:
                                              message="the worker still waits for the input file",
                                              hint="attach again giving the input file")
                 return result
-            path = Path(os.path.abspath(input_path))
+            path = Path(await asyncio.to_thread(os.path.abspath, input_path))
             result.transfer = "rtc"
             result.sent_bytes = await self._send_input(job_id, path, await file_sha256(path))
         _log.info("attached", ctx={"job": job_id, "after": last_acked_seq})

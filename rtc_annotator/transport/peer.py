@@ -144,6 +144,7 @@ class PeerLink:
         self._loop = asyncio.get_running_loop()
         self._last_rx = self._loop.time()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pc_closing: asyncio.Task[None] | None = None
         self._close_callbacks: list[Callable[[PeerLink], None]] = []
         self._log = get_logger(__name__, link=self.id, role=role)
         bulk.bufferedAmountLowThreshold = options.bulk_low_threshold
@@ -315,7 +316,7 @@ class PeerLink:
             silent = self._loop.time() - self._last_rx
             if silent > self.options.dead_after_s:
                 self._log.warning("peer silent, closing", ctx={"silent_s": round(silent, 1)})
-                await self.close(f"peer silent for {silent:.1f} s")
+                self._schedule_close(f"peer silent for {silent:.1f} s")
                 return
             nonce += 1
             with contextlib.suppress(LinkClosed):
@@ -328,7 +329,14 @@ class PeerLink:
     def _schedule_close(self, reason: str) -> None:
         if not self.closed.is_set():
             self._mark_closed(reason)
-            self._loop.create_task(self.pc.close())
+            self._close_pc()
+
+    def _close_pc(self) -> asyncio.Task[None]:
+        # One task does the closing; cancelling a caller must never interrupt pc.close() midway
+        # (aiortc would then never finish closing and later close() calls would wait forever).
+        if self._pc_closing is None:
+            self._pc_closing = self._loop.create_task(self.pc.close())
+        return self._pc_closing
 
     def _mark_closed(self, reason: str) -> None:
         if self.closed.is_set():
@@ -356,7 +364,7 @@ class PeerLink:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        await self.pc.close()
+        await asyncio.shield(self._close_pc())
 
 
 def _sdp(pc: RTCPeerConnection) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from tests.transport.conftest import Env, RecordingSink, ToyExecutor, make_file
 PIPES = {"scenes": {"threshold": 27}}
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
     """Wait for a condition another peer brings about (a message in flight)."""
-    async with asyncio.timeout(timeout):
-        while not check():
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - the condition lives in another peer's state
             await asyncio.sleep(0.01)
     return True
 
@@ -130,7 +130,7 @@ async def test_connection_killed_at_half_transfer_resumes_and_sha_matches(
     link1, worker1 = await env.connect(server)
 
     async def kill_at_half() -> None:
-        await eventually(lambda: worker1.bulk_received_bytes >= size // 2, timeout=15)
+        await eventually(lambda: worker1.bulk_received_bytes >= size // 2, within=15)
         await link1.close("test kills the connection")
 
     killer = asyncio.create_task(kill_at_half())
