@@ -255,7 +255,10 @@ class SignalingClient:
                                                  "room": self.welcome.get("room"),
                                                  "n": self.connections})
             if self.connections > 1 and self.on_reconnect is not None:
-                await self.on_reconnect(self)
+                try:
+                    await self.on_reconnect(self)
+                except Exception:
+                    log.exception("on_reconnect hook failed")
             await reader
         finally:
             if heart is not None:
@@ -290,9 +293,12 @@ class SignalingClient:
         pending = self._pending.get(rid) if isinstance(rid, str) else None
         if pending is not None:
             if kind == "queued" and pending.on_update is not None:
-                result = pending.on_update(frame)
-                if asyncio.iscoroutine(result):
-                    await result
+                try:
+                    result = pending.on_update(frame)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("on_queue callback failed")
             elif kind != "queued" and not pending.future.done():
                 if kind == "error":
                     pending.future.set_exception(SignalingError.from_frame(frame))

@@ -251,6 +251,11 @@ class Hub:
         if conn.state is not ConnState.OPEN:
             raise SignalingError("hello sent twice", code=Codes.ALREADY_AUTHENTICATED,
                                  hint="send hello once per connection")
+        if msg.protocol != p.PROTOCOL_VERSION:
+            raise SignalingError(f"protocol version {msg.protocol} is not supported",
+                                 code=Codes.INVALID_MESSAGE,
+                                 hint=f"this server speaks protocol {p.PROTOCOL_VERSION}; "
+                                 "upgrade the client or the server")
         if self.closing:
             raise SignalingError("server is shutting down", code=Codes.CONNECTION_LOST,
                                  hint="reconnect in a moment")
@@ -391,7 +396,9 @@ class Hub:
             raise SignalingError(never, code=Codes.NO_MATCHING_WORKER,
                                  hint="relax the requirement, or ask the room admin to start "
                                  "a worker that meets it (rtc-annotator room workers)")
-        choice = routing.choose(cands, req, room.policy) if not queue else None
+        choice: routing.Choice | None = routing.choose(cands, req, room.policy)
+        if choice is not None and choice.worker is not None and self._wanted_by_queue(room, choice.worker, queue):
+            choice = None  # an earlier request waits for that worker: first come, first served
         if choice is not None and choice.worker is not None:
             reply = self._pair(conn, msg.id, req, choice, room)
             self.metrics.observe_route((time.perf_counter() - started) * 1000)
@@ -409,6 +416,13 @@ class Hub:
         self.metrics.observe_route((time.perf_counter() - started) * 1000)
         self._announce_positions(room.name)
         return None
+
+    def _wanted_by_queue(self, room: Room, worker: str, queue: list[QueuedRoute]) -> bool:
+        entry = self.registry.get(room.name, worker)
+        if entry is None or not queue:
+            return False
+        return any(routing.capable(entry, q.req, routing.is_strict(q.req, room.policy))
+                   for q in queue)
 
     def _pair(self, conn: Conn, route_id: str, req: p.Requirements, choice: routing.Choice,
               room: Room) -> dict[str, Any]:

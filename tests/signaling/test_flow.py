@@ -137,3 +137,25 @@ async def _until(cond: Any, within: float = 5.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def test_queue_is_first_come_first_served_without_head_of_line_blocking(
+        room: Any, make_client: Any) -> None:
+    t = await room("lab")
+    vast = await make_client(token=t["worker"])
+    await vast.register_worker(caps("w-vast", backends=("vast",)))
+    nfs = await make_client(token=t["worker"])
+    await nfs.register_worker(caps("w-nfs", backends=("nfs",)))
+    c = await make_client(token=t["client"])
+    held = await c.route(pipelines=["scenes"], required_storage="vast", strict=True)
+    positions: list[int] = []
+    waiting = asyncio.create_task(c.route(pipelines=["scenes"], required_storage="vast",
+                                          strict=True,
+                                          on_queue=lambda f: positions.append(f["position"])))
+    await _until(lambda: positions == [1])
+    # the free nfs worker is of no use to the waiting strict-vast request: served at once
+    other = await c.route(pipelines=["scenes"], required_storage="nfs")
+    assert other["worker"]["name"] == "w-nfs"
+    await c.end_session(other["session_id"])
+    await c.end_session(held["session_id"])  # the vast slot frees: the waiting request gets it
+    assert (await asyncio.wait_for(waiting, 5))["worker"]["name"] == "w-vast"
