@@ -396,10 +396,11 @@ class Hub:
             raise SignalingError(never, code=Codes.NO_MATCHING_WORKER,
                                  hint="relax the requirement, or ask the room admin to start "
                                  "a worker that meets it (rtc-annotator room workers)")
-        choice: routing.Choice | None = routing.choose(cands, req, room.policy)
-        if choice is not None and choice.worker is not None and self._wanted_by_queue(room, choice.worker, queue):
-            choice = None  # an earlier request waits for that worker: first come, first served
-        if choice is not None and choice.worker is not None:
+        choice = routing.choose(cands, req, room.policy)
+        if choice.worker is not None and self._wanted_by_queue(room, choice.worker, queue):
+            # an earlier request waits for that worker: first come, first served
+            choice = routing.Choice(None, None, choice.strict, 0, "earlier requests are waiting")
+        if choice.worker is not None:
             reply = self._pair(conn, msg.id, req, choice, room)
             self.metrics.observe_route((time.perf_counter() - started) * 1000)
             return reply
@@ -411,7 +412,7 @@ class Hub:
         self._decide(room.name, p.Decision(
             at=time.time(), route_id=msg.id, client=conn.identity, outcome="queued",
             strict=routing.is_strict(req, room.policy),
-            reason=choice.reason if choice else "earlier requests are waiting",
+            reason=choice.reason,
             requirements=req))
         self.metrics.observe_route((time.perf_counter() - started) * 1000)
         self._announce_positions(room.name)
