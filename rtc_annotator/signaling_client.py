@@ -388,7 +388,8 @@ class SignalingClient:
                     timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """Ask for a worker; wait (through ``queued`` updates) for the ``routed`` reply.
 
-        Returns ``{"session_id", "worker": {...}, "ice_servers": [...], "decision": {...}}``.
+        Returns the ``routed`` frame: ``{"session_id", "worker": name, "worker_info": {...},
+        "ice_servers": [...], "decision": {...}}``.
         A lost connection re-sends the request after reconnecting. Raises SignalingError
         (e.g. NO_MATCHING_WORKER naming the failed requirement).
         """

@@ -447,7 +447,9 @@ class Hub:
             "requirements": req.model_dump(mode="json"),
             "ice_servers": self.config.ice.servers_for(f"worker-{entry.name}")})
         return {"type": "routed", "id": route_id, "session_id": session.id,
-                "worker": entry.info(now, room.policy.recent_window_s).model_dump(mode="json"),
+                "worker": entry.name,
+                "worker_info": entry.info(now, room.policy.recent_window_s).model_dump(
+                    mode="json"),
                 "ice_servers": self.config.ice.servers_for(conn.identity),
                 "decision": decision.model_dump(mode="json")}
 

@@ -317,7 +317,7 @@ async def test_admin_policy_drain_and_decisions(server: SignalingServer, room: A
     with pytest.raises(SignalingError, match="vast"):  # vast is strict for this room
         await client.route(pipelines=["scenes"], required_storage="vast")
     r = await client.route(pipelines=["scenes"], required_storage="lustre")  # preferred
-    assert r["worker"]["name"] == "gpu-nfs"
+    assert r["worker"] == "gpu-nfs"
     await admin.request("drain", worker="gpu-nfs", drain=True)
     positions: list[int] = []
     task = asyncio.create_task(client.route(pipelines=["scenes"],
