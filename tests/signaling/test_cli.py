@@ -73,3 +73,32 @@ def test_room_errors_are_one_line(server_url: str) -> None:
                                       "--token", "rtca1.x.y"],
                                 env={"RTC_ANNOTATOR_CONFIG": os.devnull})
     assert result.exit_code == 1 and "TOKEN_INVALID" in result.output
+
+
+def test_room_workers_table(server_url: str) -> None:
+    import asyncio
+
+    from rtc_annotator.signaling_client import SignalingClient
+    from tests.signaling.conftest import caps
+
+    admin = json.loads(run("room", "create", "lab", "--server", server_url,
+                           "--admin-secret", SECRET, "--json"))["token"]
+    common = ["--server", server_url, "--token", admin]
+    worker_token = json.loads(run("room", "token", "--role", "worker", "--json", *common))
+
+    async def scenario() -> tuple[str, str]:
+        worker = SignalingClient(server_url, token=worker_token["token"])
+        await worker.connect()
+        await worker.register_worker(caps("gpu-a", backends=("vast",), gpu_mb=80000, slots=2))
+        try:
+            table = await asyncio.to_thread(run, "room", "workers", *common)
+            as_json = await asyncio.to_thread(run, "room", "workers", "--json",
+                                              "--backend", "nfs", *common)
+        finally:
+            await worker.close()
+        return table, as_json
+
+    table, as_json = asyncio.run(scenario())
+    assert "gpu-a" in table and "vast (nfs)" in table and "80000 MiB" in table
+    assert "2/2" in table
+    assert json.loads(as_json) == []
