@@ -333,9 +333,13 @@ class SignalingClient:
 
     # ------------------------------------------------------------------ requests
 
+    def new_id(self, kind: str = "req") -> str:
+        return f"{kind[:8]}-{next(self._ids)}"
+
     async def _call(self, ws: ClientConnection, kind: str, fields: dict[str, Any],
-                    wait_s: float | None, on_update: QueueCallback | None) -> dict[str, Any]:
-        rid = f"{kind[:8]}-{next(self._ids)}"
+                    wait_s: float | None, on_update: QueueCallback | None,
+                    rid: str | None = None) -> dict[str, Any]:
+        rid = rid or self.new_id(kind)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(fut, on_update)
         try:
@@ -351,18 +355,20 @@ class SignalingClient:
             self._pending.pop(rid, None)
 
     async def request(self, type: str, *, timeout: float | None = -1.0,  # noqa: ASYNC109
-                      on_update: QueueCallback | None = None, **fields: Any) -> dict[str, Any]:
+                      on_update: QueueCallback | None = None, request_id: str | None = None,
+                      **fields: Any) -> dict[str, Any]:
         """Send one request and await its reply (same id). ``error`` replies raise.
 
         ``timeout``: seconds (None: wait forever; default: ``request_timeout_s``).
         ``on_update``: called with each ``queued`` frame carrying this request's id.
+        ``request_id``: use this id instead of a fresh one (idempotent retries).
         """
         await self._wait_ready(self.request_timeout_s)
         ws = self._ws
         if ws is None:
             raise SignalingError("not connected", code=Codes.CONNECTION_LOST)
         wait = self.request_timeout_s if timeout == -1.0 else timeout
-        return await self._call(ws, type, fields, wait, on_update)
+        return await self._call(ws, type, fields, wait, on_update, request_id)
 
     async def register_worker(self, capabilities: dict[str, Any]) -> dict[str, Any]:
         """Register (and after every reconnect re-register) this worker; return ``registered``."""
@@ -390,17 +396,21 @@ class SignalingClient:
 
         Returns the ``routed`` frame: ``{"session_id", "worker": name, "worker_info": {...},
         "ice_servers": [...], "decision": {...}}``.
-        A lost connection re-sends the request after reconnecting. Raises SignalingError
+        A lost connection re-sends the request, with the same id, after reconnecting; with a
+        stable client ``name`` the server answers a request it had already routed with the
+        same session instead of reserving a second one. Raises SignalingError
         (e.g. NO_MATCHING_WORKER naming the failed requirement).
         """
         fields = {"pipelines": list(pipelines), "required_storage": required_storage,
                   "min_gpu_memory_mb": min_gpu_memory_mb, "strict": strict}
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        rid = self.new_id("route")
         while True:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                return await self.request("route", timeout=left, on_update=on_queue, **fields)
+                return await self.request("route", timeout=left, on_update=on_queue,
+                                          request_id=rid, **fields)
             except SignalingError as exc:
                 if exc.code != Codes.CONNECTION_LOST or self._closed or not self.reconnect:
                     raise

@@ -382,6 +382,9 @@ class Hub:
         req = p.Requirements(pipelines=msg.pipelines, required_storage=msg.required_storage,
                              min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict)
         assert conn.identity is not None
+        for s in self.sessions.of(room.name, conn.identity):
+            if s.route_id == msg.id and s.client == conn.identity and s.routed is not None:
+                return s.routed  # a retry after a lost reply: same session, no second slot
         queue = self.queues.setdefault(room.name, [])
         if any(q.conn is conn and q.route_id == msg.id for q in queue):
             raise SignalingError(f"route request {msg.id!r} is already queued",
@@ -446,12 +449,13 @@ class Hub:
             "type": "session_started", "session_id": session.id, "client": conn.identity,
             "requirements": req.model_dump(mode="json"),
             "ice_servers": self.config.ice.servers_for(f"worker-{entry.name}")})
-        return {"type": "routed", "id": route_id, "session_id": session.id,
+        session.routed = {"type": "routed", "id": route_id, "session_id": session.id,
                 "worker": entry.name,
                 "worker_info": entry.info(now, room.policy.recent_window_s).model_dump(
                     mode="json"),
                 "ice_servers": self.config.ice.servers_for(conn.identity),
                 "decision": decision.model_dump(mode="json")}
+        return session.routed
 
     def _process_queue(self, room_name: str) -> None:
         queue = self.queues.get(room_name)

@@ -10,6 +10,7 @@ import enum
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rtc_annotator.logs import get_logger
 
@@ -35,6 +36,8 @@ class Session:
     created_at: float = field(default_factory=time.time)
     state: SessionState = SessionState.ACTIVE
     end_reason: str = ""
+    routed: dict[str, Any] | None = None
+    """The ``routed`` reply, answered again when the client retries the same route id."""
 
     @property
     def worker_identity(self) -> str:

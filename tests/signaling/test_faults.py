@@ -389,3 +389,22 @@ async def test_hello_timeout_closes_silent_socket(tmp_path: Path) -> None:
         assert peer.ws.close_code == 4002
     finally:
         await srv.stop()
+
+
+async def test_route_retry_with_same_id_gets_same_session(server: SignalingServer, room: Any,
+                                                          make_client: Any) -> None:
+    t = await room("lab")
+    worker = await make_client(token=t["worker"])
+    await worker.register_worker(caps("gpu-a", slots=2))
+    first = await raw(server)
+    await first.ask({"type": "hello", "id": "h", "token": t["client"], "name": "laptop"})
+    routed = await first.ask({"type": "route", "id": "job-1", "pipelines": ["scenes"]})
+    await first.ws.close()  # the reply "was lost": the client reconnects and retries
+    again = await raw(server)
+    await again.ask({"type": "hello", "id": "h", "token": t["client"], "name": "laptop"})
+    retried = await again.ask({"type": "route", "id": "job-1", "pipelines": ["scenes"]})
+    assert retried["session_id"] == routed["session_id"]
+    assert server.hub.registry.get("lab", "gpu-a").free_slots == 1  # type: ignore[union-attr]
+    fresh = await again.ask({"type": "route", "id": "job-2", "pipelines": ["scenes"]})
+    assert fresh["session_id"] != routed["session_id"]
+    await again.ws.close()
