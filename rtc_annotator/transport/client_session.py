@@ -133,6 +133,15 @@ class ClientSession:
             for view in self._jobs.values():
                 view.queue.put_nowait(None)
 
+    def _register(self, view: _JobView) -> _JobView:
+        if view.job_id in self._jobs:
+            raise RtcAnnotatorError(f"job {view.job_id} is already followed on this session",
+                                    code="DUPLICATE_JOB", hint="use a new job id")
+        self._jobs[view.job_id] = view
+        if self._reader.done():  # the link is gone: fail fast instead of waiting forever
+            view.queue.put_nowait(None)
+        return view
+
     async def _next(self, view: _JobView) -> proto.PeerMessage:
         while True:
             msg = await view.queue.get()
@@ -179,7 +188,7 @@ class ClientSession:
                      transfer: Literal["auto", "shared", "rtc"] = "auto") -> JobResult:
         """Run one job to its end; :class:`JobInterrupted` if the link drops on the way."""
         job_id = job_id or uuid.uuid4().hex
-        view = self._jobs[job_id] = _JobView(job_id)
+        view = self._register(_JobView(job_id))
         log = get_logger(__name__, job=job_id)
         shared, path = await self.describe(Path(input_path), transfer)
         inp: proto.SharedInput | proto.RtcInput = shared or await self._rtc_input(path)
@@ -275,7 +284,7 @@ class ClientSession:
         ``input_path`` is needed only when the worker still waits for an rtc input (a transfer
         that dropped); the transfer then resumes from the worker's verified byte count.
         """
-        view = self._jobs[job_id] = _JobView(job_id, last_seq=last_acked_seq)
+        view = self._register(_JobView(job_id, last_seq=last_acked_seq))
         await self.link.send(proto.Attach(job_id=job_id, last_acked_seq=last_acked_seq))
         reply = await self._next(view)
         result = JobResult(job_id=job_id, ok=False)
