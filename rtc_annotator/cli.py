@@ -11,8 +11,7 @@ import sys
 import typer
 
 from rtc_annotator import __version__, logs
-from rtc_annotator.commands import config_cmd, pipelines_cmd, room_cmd, storage_cmd
-from rtc_annotator.commands import store_cmd
+from rtc_annotator.commands import config_cmd, pipelines_cmd, room_cmd, storage_cmd, store_cmd
 from rtc_annotator.errors import RtcAnnotatorError
 
 app = typer.Typer(
