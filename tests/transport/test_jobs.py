@@ -291,3 +291,75 @@ async def test_file_over_the_size_limit_is_rejected(env: Env, tmp_path: Path) ->
     assert not result.ok
     assert result.error is not None and result.error.code == "FILE_TOO_LARGE"
     assert worker.bulk_received_bytes == 0
+
+
+@pytest.mark.parametrize("worker_copy", ["missing", "different"])
+async def test_missing_or_different_file_on_the_mount_falls_back_to_transfer(
+    env: Env, tmp_path: Path, worker_copy: str
+) -> None:
+    laptop = tmp_path / "laptop-mnt"
+    cluster = tmp_path / "cluster-mnt"
+    video = make_file(laptop / "alice" / "a.mp4", 200_000, seed=1)
+    if worker_copy == "different":
+        make_file(cluster / "alice" / "a.mp4", 200_000, seed=2)  # same size, other bytes
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu, storage=env.storage(cluster))
+    link, _ = await env.connect(server)
+
+    result = await env.client(link, RecordingSink(), storage=env.storage(laptop)).submit(
+        video, pipelines=PIPES)
+
+    assert result.ok, result.error
+    assert result.transfer == "rtc" and result.sent_bytes == 200_000
+    assert _sha(execu.paths[0]) == _sha(video)
+
+
+async def test_hostile_requests_get_clear_answers(env: Env, tmp_path: Path) -> None:
+    from rtc_annotator.protocol import peer as proto
+
+    cluster = tmp_path / "cluster-mnt"
+    make_file(cluster / "alice" / "a.mp4", 1000)
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu, storage=env.storage(cluster))
+    client, _ = await env.connect(server)
+
+    async def ask(msg: proto.JobRequest | proto.Attach) -> proto.PeerMessage:
+        await client.send(msg)
+        return await asyncio.wait_for(client.recv(), 5)
+
+    def shared(rel: str) -> proto.SharedInput:
+        return proto.SharedInput(storage_backend="vast", user_subdir="alice", relative_path=rel,
+                                 size=1000, fingerprint="v1:x")
+
+    dotdot = await ask(proto.JobRequest(job_id="h1", pipelines=PIPES, input=shared("../../x")))
+    absolute = await ask(proto.JobRequest(job_id="h2", pipelines=PIPES, input=shared("/etc/x")))
+    wrong_fp = await ask(proto.JobRequest(job_id="h3", pipelines=PIPES, input=shared("a.mp4")))
+    unknown = await ask(proto.Attach(job_id="nope", last_acked_seq=0))
+
+    assert isinstance(dotdot, proto.PathErrorMsg) and dotdot.reason == "invalid"
+    assert isinstance(absolute, proto.PathErrorMsg) and absolute.reason == "invalid"
+    assert isinstance(wrong_fp, proto.PathErrorMsg) and wrong_fp.reason == "fingerprint_mismatch"
+    assert str(cluster) not in wrong_fp.message  # local base paths never reach the peer
+    assert isinstance(unknown, proto.JobRejected) and unknown.error.code == "UNKNOWN_JOB"
+    assert execu.paths == [] and server.jobs == {}
+
+
+async def test_duplicate_job_id_is_rejected(env: Env, tmp_path: Path) -> None:
+    root = tmp_path / "mnt"
+    video = make_file(root / "alice" / "a.mp4", 1000)
+    execu = ToyExecutor(batches=1)
+    execu.gate, execu.gate_after = asyncio.Event(), 0
+    server = env.server(execu, storage=env.storage(root))
+    link, _ = await env.connect(server)
+    a = env.client(link, RecordingSink(), storage=env.storage(root))
+    first = asyncio.create_task(a.submit(video, pipelines=PIPES, job_id="dup"))
+    await asyncio.wait_for(execu.started.wait(), 5)
+    link2, _ = await env.connect(server)
+
+    second = await env.client(link2, RecordingSink(), storage=env.storage(root)).submit(
+        video, pipelines=PIPES, job_id="dup")
+
+    assert not second.ok and second.error is not None
+    assert second.error.code == "DUPLICATE_JOB"
+    execu.gate.set()
+    assert (await asyncio.wait_for(first, 5)).ok
