@@ -9,7 +9,6 @@ stores the results in the configured store.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import socket
 import uuid
@@ -150,40 +149,18 @@ def fetch_cmd(
 # ---------------------------------------------------------------------------- annotate
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _config_hash(pipeline: str, profile: str, options: dict[str, Any], version: str) -> str:
-    text = json.dumps({"pipeline": pipeline, "profile": profile, "options": options,
-                       "version": version}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 async def annotate_video(settings: Settings, video: Path, pipelines: list[str], profile: str,
                          options: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Run ``pipelines`` on ``video`` locally and store every artifact; return a summary."""
-    from rtc_annotator.artifacts.envelope import make_envelope
     from rtc_annotator.store import Store
+    from rtc_annotator.worker.envelopes import EnvelopeBuilder, sha256_file
     from rtc_annotator.worker.runner import JobRunner
 
-    asset_id = await asyncio.to_thread(_sha256, video)
+    asset_id = await asyncio.to_thread(sha256_file, video)
     size = (await asyncio.to_thread(video.stat)).st_size
     job_id = uuid.uuid4().hex[:12]
-    by_type = {}
-    versions = {}
-    for name in pipelines:
-        p = DEFAULT_REGISTRY.get(name)
-        versions[name] = p.version
-        for t in p.artifact_types:
-            by_type[t] = name
-    run_ids = {name: f"{job_id}-{name}" for name in pipelines}
-    hashes = {n: _config_hash(n, profile, options.get(n, {}), versions[n]) for n in pipelines}
-    ordinals = dict.fromkeys(pipelines, 0)
+    builder = EnvelopeBuilder(asset_id, job_id, pipelines, profile, options)
+    run_ids, hashes = builder.run_ids, builder.hashes
     worker = f"local:{settings.worker.name}"
     store = await Store.open(settings.database.url)
     try:
@@ -193,17 +170,8 @@ async def annotate_video(settings: Settings, video: Path, pipelines: list[str], 
         async with JobRunner(settings, slots=1) as runner:
             handle = await runner.submit(job_id, video, pipelines, profile, options)
             async for batch in handle.outputs():
-                envelopes = []
+                envelopes = builder.build(batch)
                 for out in batch:
-                    name = by_type[out.artifact_type]
-                    envelopes.append(make_envelope(
-                        asset_id=asset_id, artifact_type=out.artifact_type,
-                        schema_version=out.schema_version, span_start_ms=out.span_start_ms,
-                        span_end_ms=out.span_end_ms, payload=out.payload, producer=name,
-                        producer_version=versions[name], model_profile=profile,
-                        config_hash=hashes[name], input_hash=asset_id, run_id=run_ids[name],
-                        ordinal=ordinals[name]))
-                    ordinals[name] += 1
                     if out.artifact_type == "video.metadata":
                         await store.upsert_asset(
                             asset_id, video.name, size,

@@ -1,0 +1,257 @@
+"""The networked worker: signaling registration + peer links + the local job runner.
+
+``rtc-annotator worker --config worker.toml`` runs one :class:`WorkerAgent`:
+
+1. connect out to the signaling server with the worker token and register the capabilities
+   (:func:`~rtc_annotator.worker.capabilities.worker_capabilities`); the signaling client
+   re-registers after every reconnect;
+2. for each ``session_started`` the server sends, answer the client's WebRTC offer
+   (:class:`~rtc_annotator.transport.peer.PeerLink`) and serve it with the
+   :class:`~rtc_annotator.transport.worker_session.JobServer`;
+3. run each job through the :class:`~rtc_annotator.worker.runner.JobRunner` (a child process per
+   job) and turn its outputs into envelopes with :class:`EnvelopeBuilder`;
+4. on SIGTERM/SIGINT: leave the signaling server (no new sessions), give running jobs
+   ``[worker] shutdown_grace_s`` to finish, cancel the rest (their clients get ``JOB_FAILED``
+   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any
+
+from rtc_annotator.errors import ErrorEnvelope, RtcAnnotatorError
+from rtc_annotator.logs import get_logger
+from rtc_annotator.protocol import peer as proto
+from rtc_annotator.signaling_client import SignalingClient
+from rtc_annotator.transport.filetransfer import FileCache
+from rtc_annotator.transport.outbox import Outbox
+from rtc_annotator.transport.peer import CallbackSignaler, LinkOptions, PeerLink
+from rtc_annotator.transport.worker_session import Emit, JobServer, ProgressCb
+from rtc_annotator.worker.capabilities import worker_capabilities
+from rtc_annotator.worker.envelopes import EnvelopeBuilder, sha256_file
+from rtc_annotator.worker.runner import JobRunner, JobStatus
+
+_log = get_logger(__name__)
+
+
+class WorkerShutdown(RtcAnnotatorError):
+    """The worker is shutting down (SIGTERM, pre-emption) and gave the job back."""
+
+    code = "WORKER_SHUTDOWN"
+    default_hint = "submit the job again: another worker will take it"
+
+
+class WorkerAgent:
+    """One worker process's network side."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        signaling: SignalingClient | None = None,
+        link_options: LinkOptions | None = None,
+        runner: JobRunner | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name: str = settings.worker.name
+        self.capabilities = worker_capabilities(settings)
+        self.runner = runner or JobRunner(settings)
+        self.signaling = signaling or SignalingClient.from_settings(
+            settings.signaling, name=self.name
+        )
+        self.link_options = link_options or LinkOptions(ice=settings.ice)
+        cache_dir = Path(settings.worker.cache_dir)
+        self.server = JobServer(
+            storage=settings.storage_config(),
+            executor=self.execute,
+            cache=FileCache(cache_dir / "files", max_bytes=settings.worker.max_upload_bytes),
+            outbox=Outbox(cache_dir / "outbox"),
+            job_slots=len(self.runner.slots),
+        )
+        self._links: set[PeerLink] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = 0
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, install_signal_handlers: bool = False) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        await self.signaling.connect()
+        reply = await self.signaling.register_worker(self.capabilities)
+        _log.info(
+            "worker registered",
+            ctx={
+                "name": self.name,
+                "room": reply.get("room"),
+                "backends": ",".join(b["name"] for b in self.capabilities["storage_backends"])
+                or "-",
+                "pipelines": ",".join(self.capabilities["pipelines"]) or "-",
+                "slots": self.capabilities["job_slots"],
+            },
+        )
+        for name, reason in self.capabilities.get("unavailable", {}).items():
+            _log.info("pipeline unavailable", ctx={"pipeline": name, "reason": reason})
+        self.ready.set()
+        events = asyncio.create_task(self._events())
+        try:
+            await self._stopping.wait()
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+            await self._shutdown()
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            _log.info(
+                "stopping: no new jobs", ctx={"grace_s": self.settings.worker.shutdown_grace_s}
+            )
+            self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.signaling.close()
+        running = [j for j in self.server.jobs.values() if j.task is not None and not j.task.done()]
+        if running:
+            _log.info("waiting for running jobs", ctx={"jobs": len(running)})
+            tasks = [j.task for j in running if j.task is not None]
+            _done, pending = await asyncio.wait(
+                tasks, timeout=self.settings.worker.shutdown_grace_s
+            )
+            for task in pending:
+                task.cancel(
+                    ErrorEnvelope(  # type: ignore[arg-type]
+                        code=WorkerShutdown.code,
+                        message="the worker shut down before the job finished",
+                        hint=WorkerShutdown.default_hint,
+                    )
+                )
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        # Give connected clients a moment to ack the last batches; the outbox keeps the rest.
+        await asyncio.sleep(0.2)
+        for link in list(self._links):
+            await link.close("worker shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runner.close(grace_s=2.0)
+        _log.info("worker stopped", ctx={"name": self.name})
+
+    # ------------------------------------------------------------------ sessions
+
+    async def _events(self) -> None:
+        async for event in self.signaling.events():
+            if event.get("type") == "session_started":
+                task = asyncio.create_task(self._session(event))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _session(self, event: dict[str, Any]) -> None:
+        session_id = str(event["session_id"])
+        log = get_logger(__name__, session=session_id, peer=event.get("client"))
+        signaler = CallbackSignaler(
+            lambda data: self.signaling.send_signal(session_id, data),
+            lambda: self.signaling.next_signal(session_id),
+        )
+        options = LinkOptions(
+            **{
+                **self.link_options.__dict__,
+                "extra_ice_servers": list(event.get("ice_servers") or []),
+            }
+        )
+        link: PeerLink | None = None
+        try:
+            link = await PeerLink.connect(
+                signaler, offer=False, role="worker", name=self.name, options=options
+            )
+            self._links.add(link)
+            log.info("client connected")
+            await self.server.serve(link)
+        except RtcAnnotatorError as exc:
+            log.warning("session failed", ctx={"code": exc.code, "error": exc.message})
+        finally:
+            if link is not None:
+                self._links.discard(link)
+                await link.close("session over")
+            with contextlib.suppress(Exception):
+                await self.signaling.end_session(session_id, "worker done")
+            log.info("session closed")
+
+    # ------------------------------------------------------------------ jobs
+
+    async def _set_load(self, delta: int) -> None:
+        self._running += delta
+        with contextlib.suppress(Exception):
+            await self.signaling.update_load(self._running)
+
+    async def execute(
+        self, job: proto.JobRequest, input_path: Path, emit: Emit, progress: ProgressCb
+    ) -> dict[str, Any]:
+        """Executor for the JobServer: run the pipelines in a child process, stream envelopes."""
+        log = get_logger(__name__, job=job.job_id)
+        inp = job.input
+        if isinstance(inp, proto.RtcInput):
+            asset_id = inp.sha256
+        else:
+            await progress("hashing", 0.0)
+            asset_id = await asyncio.to_thread(sha256_file, input_path)
+        duration_ms = await asyncio.to_thread(_duration_ms, input_path)
+        pipelines = list(job.pipelines)
+        builder = EnvelopeBuilder(asset_id, job.job_id, pipelines, job.model_profile, job.pipelines)
+        await self._set_load(+1)
+        handle = await self.runner.submit(
+            job.job_id, input_path, pipelines, job.model_profile, dict(job.pipelines)
+        )
+        try:
+            total = 0
+            async for batch in handle.outputs():
+                envelopes = builder.build(batch)
+                total += len(envelopes)
+                await emit([e.model_dump(mode="json") for e in envelopes])
+                last = batch[-1]
+                fraction = min(1.0, last.span_end_ms / duration_ms) if duration_ms else 0.0
+                await progress(builder.pipeline_of(last.artifact_type), fraction)
+            result = await handle.wait()
+        except asyncio.CancelledError:
+            await handle.cancel()
+            raise
+        finally:
+            await self._set_load(-1)
+        if result.status is not JobStatus.COMPLETED:
+            error = result.error or ErrorEnvelope(
+                code="CANCELLED", message="job cancelled on the worker"
+            )
+            log.warning("job failed", ctx={"code": error.code, "pipeline": result.pipeline})
+            raise RtcAnnotatorError(error.message, hint=error.hint, code=error.code)
+        log.info("job completed", ctx={"artifacts": total})
+        return {
+            "pipelines": {
+                name: {
+                    "artifacts": result.counts.get(name, 0),
+                    "seconds": round(float(result.timings.get(name, 0.0)), 3),
+                }
+                for name in pipelines
+            }
+        }
+
+
+def _duration_ms(path: Path) -> int:
+    """Container duration for progress fractions (0 when unknown). Blocking."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return int(container.duration * 1000 / av.time_base) if container.duration else 0
+    except (OSError, ValueError, av.error.FFmpegError):  # type: ignore[attr-defined]
+        return 0
