@@ -219,6 +219,11 @@ class FileReceiver:
             async with asyncio.timeout(self.link.options.dead_after_s + 5):
                 await self._lock.acquire()
             self._held = True
+            cached = self.cache.lookup(offer.sha256)
+            if cached is not None:  # another transfer of the same bytes finished meanwhile
+                self._finish(ReceiveResult(offer.sha256, cached, 0))
+                await self._status(offer.size, complete=True)
+                return
             part = self.cache.partial_path(offer.sha256)
             have = await asyncio.to_thread(self._open_partial, part)
             self.cache.check_accept(offer.size, have)

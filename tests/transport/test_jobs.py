@@ -363,3 +363,19 @@ async def test_duplicate_job_id_is_rejected(env: Env, tmp_path: Path) -> None:
     assert second.error.code == "DUPLICATE_JOB"
     execu.gate.set()
     assert (await asyncio.wait_for(first, 5)).ok
+
+
+async def test_two_jobs_with_the_same_file_at_once_send_it_once(env: Env, tmp_path: Path) -> None:
+    video = make_file(tmp_path / "home" / "same.mp4", 2 * 1024 * 1024)
+    execu = ToyExecutor(batches=1)
+    server = env.server(execu, job_slots=2)
+    link, worker = await env.connect(server)
+    session = env.client(link, RecordingSink())
+
+    a, b = await asyncio.gather(session.submit(video, pipelines=PIPES),
+                                session.submit(video, pipelines=PIPES))
+
+    assert a.ok and b.ok, (a.error, b.error)
+    assert a.sent_bytes + b.sent_bytes == 2 * 1024 * 1024
+    assert worker.bulk_received_bytes < 2 * 2 * 1024 * 1024
+    assert execu.paths[0] == execu.paths[1]
