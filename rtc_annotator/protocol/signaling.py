@@ -136,6 +136,11 @@ class WorkerCapabilities(_Model):
     job_slots: int = Field(default=1, ge=1, le=64, description="Jobs it runs at once.")
     load: int = Field(default=0, ge=0, le=1024, description="Jobs running now.")
     version: str = Field(default="", max_length=64, description="Software version.")
+    unavailable: dict[Name, Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Pipelines it cannot run, each with the reason (missing weights, ...).",
+    )
 
     def max_gpu_memory_mb(self) -> int:
         return max((g.memory_mb for g in self.gpus), default=0)
