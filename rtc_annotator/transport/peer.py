@@ -82,6 +82,12 @@ def signaler_pair() -> tuple[QueueSignaler, QueueSignaler]:
 class CallbackSignaler:
     """Adapts a pair of callables (e.g. a signaling client's ``send_signal`` / ``next_signal``)."""
 
+    @classmethod
+    def for_session(cls, client: Any, session_id: str) -> CallbackSignaler:
+        """Signaler over ``rtc_annotator.signaling_client``'s relay for one session."""
+        return cls(lambda data: client.send_signal(session_id, data),
+                   lambda: client.next_signal(session_id))
+
     def __init__(self, send: Callable[[dict[str, Any]], Any],
                  recv: Callable[[], Any]) -> None:
         self._send = send
@@ -201,9 +207,9 @@ class PeerLink:
                         (link._on_control if label == "control" else link._on_bulk)(data)
                     await _wait_open(link.control, link.bulk)
                 await link._handshake()
-        except (TimeoutError, ProtocolError, OSError, ValueError) as exc:
+        except (TimeoutError, RtcAnnotatorError, OSError, ValueError) as exc:
             await pc.close()
-            if isinstance(exc, ProtocolError):
+            if isinstance(exc, RtcAnnotatorError):
                 raise
             raise ConnectFailed(f"peer connection failed ({type(exc).__name__}: {exc})") from None
         link._tasks.append(asyncio.create_task(link._heartbeat()))
@@ -369,12 +375,17 @@ class PeerLink:
 
 def _sdp(pc: RTCPeerConnection) -> dict[str, Any]:
     desc = pc.localDescription
-    return {"kind": "sdp", "type": desc.type, "sdp": desc.sdp}
+    # "kind" is what the signaling relay routes on (offer/answer/candidate/bye).
+    return {"kind": desc.type, "type": desc.type, "sdp": desc.sdp}
 
 
 def _description(data: dict[str, Any], expected: str) -> RTCSessionDescription:
-    if data.get("type") != expected or not isinstance(data.get("sdp"), str):
-        raise ProtocolError(f"expected an SDP {expected} from the signaling relay",
+    kind = data.get("kind")
+    if kind == "bye":
+        raise ConnectFailed(f"the peer left the session before connecting "
+                            f"({data.get('reason', 'no reason given')})")
+    if kind != expected or not isinstance(data.get("sdp"), str):
+        raise ProtocolError(f"expected an SDP {expected} from the signaling relay, got {kind!r}",
                             hint="both peers must run the same connect sequence")
     return RTCSessionDescription(sdp=data["sdp"], type=expected)
 
