@@ -11,7 +11,16 @@ import sys
 import typer
 
 from rtc_annotator import __version__, logs
-from rtc_annotator.commands import config_cmd, pipelines_cmd, room_cmd, storage_cmd, store_cmd
+from rtc_annotator.commands import (
+    config_cmd,
+    demo_cmd,
+    pipelines_cmd,
+    room_cmd,
+    storage_cmd,
+    store_cmd,
+    submit_cmd,
+    worker_cmd,
+)
 from rtc_annotator.errors import RtcAnnotatorError
 
 app = typer.Typer(
@@ -26,6 +35,9 @@ app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(room_cmd.app, name="room")
 pipelines_cmd.register(app)  # pipelines, models, annotate
 store_cmd.register(app)  # results, jump, find, export, serve, db, select
+worker_cmd.register(app)  # worker
+submit_cmd.register(app)  # submit
+demo_cmd.register(app)  # demo
 
 
 def _version(value: bool) -> None:
