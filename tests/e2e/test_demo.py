@@ -1,0 +1,28 @@
+"""`rtc-annotator demo` as a user runs it: separate processes, everything stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_runs_both_transfer_methods(tmp_path: Path, ffmpeg: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "rtc_annotator", "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "job 1: routed to gpu-shared" in out
+    assert "read in place from the shared backend (0 bytes sent)" in out
+    assert "job 2: routed to gpu-plain" in out
+    assert "sent over the WebRTC data channel" in out
+    assert "next scene starts at 2000 ms" in out
+    assert "pipeline transcript: not available here" in out
+    assert out.rstrip().endswith("all demo processes stopped")
+    # nothing left running: every process of the demo wrote its last log line and exited
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "demo") not in ps
