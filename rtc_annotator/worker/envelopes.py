@@ -12,12 +12,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rtc_annotator.artifacts.envelope import ArtifactEnvelope, make_envelope
 from rtc_annotator.pipelines.base import PipelineOutput
 from rtc_annotator.pipelines.registry import DEFAULT_REGISTRY, Registry
+from rtc_annotator.transport.filetransfer import sha256_file
+
+__all__ = ["EnvelopeBuilder", "config_hash", "run_id_for", "sha256_file"]
 
 
 def run_id_for(job_id: str, pipeline: str) -> str:
@@ -31,15 +33,6 @@ def config_hash(pipeline: str, profile: str, options: Mapping[str, Any], version
         default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Blocking; call through ``asyncio.to_thread``."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
