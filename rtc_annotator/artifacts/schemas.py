@@ -22,7 +22,8 @@ class SchemaError(RtcAnnotatorError):
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity have no JSON form (PostgreSQL's JSONB refuses them): reject them here
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Span(_Payload):

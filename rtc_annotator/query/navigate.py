@@ -116,9 +116,13 @@ async def jump(
     key = sa.tuple_(start, end, c.artifact_id)
     async with store._connect() as conn:
         if cursor is not None:
+            # the cursor's position comes from the artifacts' primary key (projections are
+            # keyed by their query order, not by artifact id)
+            a = artifacts_t.c
             row = (await conn.execute(
-                sa.select(start, end).where(c.artifact_id == cursor, c.asset_id == asset_id,
-                                            c.run_id == run))).first()
+                sa.select(a.span_start_ms, a.span_end_ms).where(
+                    a.artifact_id == cursor, a.asset_id == asset_id, a.run_id == run,
+                    a.artifact_type == atype))).first()
             if row is None:
                 raise QueryError(f"cursor {cursor[:80]!r} is not a selected {kind} of this video",
                                  hint="pass the artifact_id a previous jump returned")
@@ -166,9 +170,11 @@ async def find(
     desc = "" if direction == "next" else " DESC"
     async with store._connect() as conn:
         if cursor is not None:
+            a = artifacts_t.c
             row = (await conn.execute(
-                sa.select(text_t.c.start_ms, text_t.c.end_ms)
-                .where(text_t.c.artifact_id == cursor, text_t.c.asset_id == asset_id))).first()
+                sa.select(a.span_start_ms, a.span_end_ms).where(
+                    a.artifact_id == cursor, a.asset_id == asset_id,
+                    a.artifact_type.in_(list(SOURCE_TYPES.values()))))).first()
             if row is None:
                 raise QueryError(f"cursor {cursor[:80]!r} is no text segment of this video",
                                  hint="pass the artifact_id a previous find returned")

@@ -2,7 +2,8 @@
 
 Parts that exist on one dialect only are created by the migration and not mapped here:
 PostgreSQL's ``text_segments.tsv`` generated ``tsvector`` column with its GIN index and the GIN
-index on ``artifacts.payload``; SQLite's ``text_segments_fts`` FTS5 table and its triggers.
+index on ``artifacts.payload``; SQLite's ``text_segments_fts`` FTS5 table (filled by
+``Store.ingest``) and its delete trigger.
 """
 
 from __future__ import annotations
@@ -76,11 +77,6 @@ class Artifact(Base):
             "ix_artifacts_asset_type_run_span",
             "asset_id", "artifact_type", "run_id", "span_start_ms", "span_end_ms", "artifact_id",
         ),
-        sa.Index(
-            "ix_artifacts_asset_type_profile_start",
-            "asset_id", "artifact_type", "model_profile", "span_start_ms",
-        ),
-        sa.Index("ix_artifacts_run", "run_id"),
     )
 
 
@@ -113,7 +109,7 @@ class TextSegment(Base):
 
     __tablename__ = "text_segments"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    artifact_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    artifact_id: Mapped[str] = mapped_column(sa.String(64))
     asset_id: Mapped[str] = mapped_column(sa.String(64))
     run_id: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[str] = mapped_column(sa.String(16))
@@ -128,10 +124,10 @@ class TextSegment(Base):
 
 
 class ObjectLabel(Base):
-    """Projection: one row per object detection, for label/confidence jumps."""
+    """Projection: one row per object detection, keyed in jump order (label, start, end, id)."""
 
     __tablename__ = "object_labels"
-    artifact_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(sa.String(64))
     asset_id: Mapped[str] = mapped_column(sa.String(64))
     run_id: Mapped[str] = mapped_column(sa.String(64))
     label: Mapped[str] = mapped_column(sa.String(128))
@@ -140,16 +136,17 @@ class ObjectLabel(Base):
     end_ms: Mapped[int] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
-        sa.Index("ix_object_labels_asset_run_label_start", "asset_id", "run_id", "label",
-                 "start_ms"),
+        sa.PrimaryKeyConstraint("asset_id", "run_id", "label", "start_ms", "end_ms",
+                                "artifact_id", name="pk_object_labels"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class SceneRange(Base):
-    """Projection: scene boundaries."""
+    """Projection: scene boundaries, keyed in jump order (start, end, id)."""
 
     __tablename__ = "scene_ranges"
-    artifact_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(sa.String(64))
     asset_id: Mapped[str] = mapped_column(sa.String(64))
     run_id: Mapped[str] = mapped_column(sa.String(64))
     scene_index: Mapped[int] = mapped_column(sa.Integer)
@@ -157,7 +154,9 @@ class SceneRange(Base):
     end_ms: Mapped[int] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
-        sa.Index("ix_scene_ranges_asset_run_start", "asset_id", "run_id", "start_ms"),
+        sa.PrimaryKeyConstraint("asset_id", "run_id", "start_ms", "end_ms", "artifact_id",
+                                name="pk_scene_ranges"),
+        {"sqlite_with_rowid": False},
     )
 
 

@@ -13,7 +13,9 @@ projections (``run_summaries``, ``text_segments`` + full-text index, ``object_la
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +28,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from rtc_annotator.artifacts.envelope import ArtifactEnvelope, canonical_json, coerce_envelope
+from rtc_annotator.artifacts.envelope import ArtifactEnvelope
 from rtc_annotator.artifacts.schemas import SchemaError, registry
 from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.logs import get_logger
 from rtc_annotator.store import migrate
+from rtc_annotator.store.batch import (
+    ENVELOPE_FIELDS,
+    OBJECT_COLS,
+    SCENE_COLS,
+    SUMMARY_COLS,
+    TEXT_COLS,
+    Prepared,
+    prepare_batch,
+    sqlite_write,
+)
 from rtc_annotator.store.models import (
     Artifact,
     ArtifactSelection,
@@ -47,9 +59,8 @@ log = get_logger(__name__)
 
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-TEXT_SOURCES = {"transcript.segment": "transcript", "ocr.text": "ocr"}
-ENVELOPE_FIELDS = tuple(ArtifactEnvelope.model_fields)
 PG_COPY_MIN = 64  # batches at least this large use COPY on PostgreSQL
+INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
 
 artifacts_t: sa.Table = Artifact.__table__  # type: ignore[assignment]
 assets_t: sa.Table = Asset.__table__  # type: ignore[assignment]
@@ -266,22 +277,36 @@ class Store:
         """Validate all, write all in one transaction; return how many were new.
 
         Idempotent on ``artifact_id``: envelopes already stored (or repeated in the batch) are
-        skipped. Any invalid envelope raises :class:`SchemaError` and nothing is written.
+        skipped. Any invalid envelope raises :class:`SchemaError` and nothing is written. A
+        batch of :data:`INGEST_THREAD_MIN` or more is validated in a worker thread, so the
+        event loop stays responsive.
         """
-        unique: dict[str, ArtifactEnvelope] = {}
-        for index, value in enumerate(envelopes):
-            env = coerce_envelope(value, index)
-            unique.setdefault(env.artifact_id, env)
-        if not unique:
+        sqlite_times = self.dialect == "sqlite"
+        if len(envelopes) >= INGEST_THREAD_MIN:
+            prep = await asyncio.to_thread(prepare_batch, envelopes, sqlite_times)
+        else:
+            prep = prepare_batch(envelopes, sqlite_times)
+        if not prep.ids:
             return 0
-        batch = list(unique.values())
         async with self._begin() as conn:
-            await self._ensure_assets(conn, {e.asset_id for e in batch})
-            new_ids = await self._insert_artifacts(conn, batch)
-            fresh = [e for e in batch if e.artifact_id in new_ids]
-            await self._project(conn, fresh)
-        log.debug("ingested batch=%d new=%d", len(batch), len(fresh))
-        return len(fresh)
+            if sqlite_times:
+                fresh = await self._sqlite_ingest(conn, prep)
+            else:
+                fresh = await self._pg_ingest(conn, prep)
+        log.debug("ingested batch=%d new=%d", len(prep.ids), fresh)
+        return fresh
+
+    async def _sqlite_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
+        """SQLite: the whole batch in one call on the driver's thread, raw ``executemany``."""
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection  # aiosqlite.Connection, inside SQLAlchemy's transaction
+        try:
+            # aiosqlite runs the function on its own thread, where its sqlite3 connection lives
+            fresh: int = await driver._execute(sqlite_write, driver._conn, prep)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            log.warning("database error: %s", _short(exc))
+            raise StoreError(f"database error: {_short(exc)}") from None
+        return fresh
 
     async def _ensure_assets(self, conn: AsyncConnection, asset_ids: Iterable[str]) -> None:
         now = datetime.now(UTC)
@@ -291,23 +316,25 @@ class Store:
                 self._insert(assets_t).on_conflict_do_nothing(index_elements=["asset_id"]), rows
             )
 
-    async def _insert_artifacts(self, conn: AsyncConnection,
-                                batch: list[ArtifactEnvelope]) -> set[str]:
-        if self.dialect == "postgresql" and len(batch) >= PG_COPY_MIN:
-            return await self._pg_copy_artifacts(conn, batch)
-        rows = [
-            {name: getattr(e, name) for name in ENVELOPE_FIELDS} for e in batch
-        ]
-        stmt = (
-            self._insert(artifacts_t)
-            .on_conflict_do_nothing(index_elements=["artifact_id"])
-            .returning(artifacts_t.c.artifact_id)
-        )
-        result = await conn.execute(stmt, rows)
-        return set(result.scalars().all())
+    async def _pg_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
+        await self._ensure_assets(conn, prep.asset_ids)
+        if len(prep.ids) >= PG_COPY_MIN:
+            new_ids = await self._pg_copy_artifacts(conn, prep)
+        else:
+            stmt = (
+                self._insert(artifacts_t)
+                .on_conflict_do_nothing(index_elements=["artifact_id"])
+                .returning(artifacts_t.c.artifact_id)
+            )
+            rows = [dict(zip(ENVELOPE_FIELDS, r, strict=True)) for r in prep.artifact_rows]
+            for r in rows:
+                r["payload"] = json.loads(r["payload"])
+            new_ids = set((await conn.execute(stmt, rows)).scalars().all())
+        fresh = prep.only(new_ids)
+        await self._project(conn, fresh)
+        return len(fresh.ids)
 
-    async def _pg_copy_artifacts(self, conn: AsyncConnection,
-                                 batch: list[ArtifactEnvelope]) -> set[str]:
+    async def _pg_copy_artifacts(self, conn: AsyncConnection, prep: Prepared) -> set[str]:
         """PostgreSQL fast path: COPY into a temp stage, then one INSERT ... ON CONFLICT."""
         apg = await _asyncpg(conn)
         cols = ", ".join(ENVELOPE_FIELDS)
@@ -317,9 +344,7 @@ class Store:
                 "ON COMMIT DELETE ROWS"
             )
             await apg.copy_records_to_table(
-                "ingest_stage", columns=list(ENVELOPE_FIELDS),
-                records=[tuple(canonical_json(e.payload) if f == "payload" else getattr(e, f)
-                               for f in ENVELOPE_FIELDS) for e in batch],
+                "ingest_stage", columns=list(ENVELOPE_FIELDS), records=prep.artifact_rows,
             )
             rows = await apg.fetch(
                 f"INSERT INTO artifacts ({cols}) SELECT {cols} FROM ingest_stage "
@@ -350,39 +375,20 @@ class Store:
             return
         await conn.execute(table.insert(), rows)
 
-    async def _project(self, conn: AsyncConnection, fresh: list[ArtifactEnvelope]) -> None:
-        texts: list[dict[str, Any]] = []
-        objects: list[dict[str, Any]] = []
-        scenes: list[dict[str, Any]] = []
-        summary: dict[tuple[str, str, str], list[Any]] = {}
-        for e in fresh:
-            key = (e.asset_id, e.artifact_type, e.run_id)
-            entry = summary.get(key)
-            if entry is None:
-                summary[key] = [e.model_profile, 1, e.created_at]
-            else:
-                entry[1] += 1
-                entry[2] = max(entry[2], e.created_at)
-            p = e.payload
-            base = {"artifact_id": e.artifact_id, "asset_id": e.asset_id, "run_id": e.run_id,
-                    "start_ms": e.span_start_ms, "end_ms": e.span_end_ms}
-            if e.artifact_type in TEXT_SOURCES:
-                texts.append({**base, "source": TEXT_SOURCES[e.artifact_type],
-                              "confidence": p["confidence"], "text": p["text"]})
-            elif e.artifact_type == "object.detection":
-                objects.append({**base, "label": p["label"], "confidence": p["confidence"]})
-            elif e.artifact_type == "scene":
-                scenes.append({**base, "scene_index": p["index"]})
-            elif e.artifact_type == "video.metadata":
-                await conn.execute(
-                    assets_t.update().where(assets_t.c.asset_id == e.asset_id).values(
-                        duration_ms=p["duration_ms"], fps=p["fps"],
-                        variable_frame_rate=p["variable_frame_rate"],
-                        size_bytes=p["size_bytes"],
-                    )
-                )
-        for table, rows in ((text_t, texts), (objects_t, objects), (scenes_t, scenes)):
-            await self._write_rows(conn, table, rows)
+    async def _project(self, conn: AsyncConnection, fresh: Prepared) -> None:
+        """PostgreSQL: projection rows of the new artifacts (COPY for large batches)."""
+        for table, cols, rows in (
+            (text_t, TEXT_COLS, fresh.texts),
+            (objects_t, OBJECT_COLS, fresh.objects),
+            (scenes_t, SCENE_COLS, fresh.scenes),
+        ):
+            await self._write_rows(conn, table, [dict(zip(cols, r, strict=True)) for r in rows])
+        for _aid, asset, duration, fps, vfr, size in fresh.metadata:
+            await conn.execute(
+                assets_t.update().where(assets_t.c.asset_id == asset).values(
+                    duration_ms=duration, fps=fps, variable_frame_rate=vfr, size_bytes=size)
+            )
+        summary = fresh.summaries()
         if summary:
             ins = self._insert(summaries_t)
             stmt = ins.on_conflict_do_update(
@@ -396,11 +402,7 @@ class Store:
                     ),
                 },
             )
-            await conn.execute(stmt, [
-                {"asset_id": a, "artifact_type": t, "run_id": r, "model_profile": v[0],
-                 "artifact_count": v[1], "last_created_at": v[2]}
-                for (a, t, r), v in sorted(summary.items())
-            ])
+            await conn.execute(stmt, [dict(zip(SUMMARY_COLS, r, strict=True)) for r in summary])
 
     # -- selections ------------------------------------------------------------------------
     async def candidates(self, asset_id: str, artifact_type: str) -> list[Candidate]:
@@ -619,6 +621,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the random-id indexes outgrow the default
     cur.execute("PRAGMA temp_store=MEMORY")
+    cur.execute("PRAGMA wal_autocheckpoint=16384")
     cur.close()
 
 
