@@ -13,15 +13,22 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rtc_annotator.artifacts.schemas import SchemaError, registry
 
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
 
-class ArtifactEnvelope(BaseModel):
-    """One artifact with its provenance; the unit the store ingests."""
+class EnvelopeFields(BaseModel):
+    """The envelope's fields without the payload check (see :func:`check_envelope`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -31,7 +38,7 @@ class ArtifactEnvelope(BaseModel):
     schema_version: int = Field(ge=1, description="Version of the payload schema.")
     span_start_ms: int = Field(ge=0, description="Start of the span the artifact covers, ms.")
     span_end_ms: int = Field(ge=0, description="End of the span, ms (>= start).")
-    payload: dict[str, Any] = Field(description="Type-specific body, validated by its schema.")
+    payload: Any = Field(description="Type-specific body, validated by its schema.")
     producer: str = Field(min_length=1, max_length=128, description="Pipeline that made it.")
     producer_version: str = Field(max_length=64, description="Version of the producer.")
     model_profile: str = Field(max_length=64, description="fast, balanced or high_quality.")
@@ -46,6 +53,12 @@ class ArtifactEnvelope(BaseModel):
         if v.tzinfo is None:
             return v.replace(tzinfo=UTC)
         return v.astimezone(UTC)
+
+
+class ArtifactEnvelope(EnvelopeFields):
+    """One artifact with its provenance; the unit the store ingests."""
+
+    payload: dict[str, Any] = Field(description="Type-specific body, validated by its schema.")
 
     @model_validator(mode="after")
     def _check(self) -> ArtifactEnvelope:
@@ -119,6 +132,33 @@ def envelope_error(exc: ValidationError, index: int | None = None) -> SchemaErro
     where = ".".join(str(p) for p in first["loc"]) or "envelope"
     prefix = f"envelope {index}: " if index is not None else ""
     return SchemaError(f"{prefix}invalid envelope: {where}: {first['msg']}")
+
+
+def check_envelope(value: ArtifactEnvelope | dict[str, Any], index: int | None = None
+                   ) -> tuple[EnvelopeFields, BaseModel]:
+    """Validate an envelope (dict or instance) and its payload, without building an envelope.
+
+    The same checks as :class:`ArtifactEnvelope` with the same errors, but the payload is
+    returned as its schema's model instance (validated once, never dumped to a dict): the
+    store's ingest serialises it straight to JSON and reads projection fields from it.
+    """
+    data = dict(value.__dict__) if isinstance(value, ArtifactEnvelope) else value
+    prefix = f"envelope {index}: " if index is not None else ""
+    try:
+        head = EnvelopeFields.model_validate(data)
+    except ValidationError as exc:
+        raise envelope_error(exc, index) from None
+    if head.span_end_ms < head.span_start_ms:
+        raise SchemaError(f"{prefix}invalid envelope: span_end_ms must not be before "
+                          "span_start_ms")
+    if type(head.payload) is not dict:
+        raise SchemaError(f"{prefix}invalid envelope: payload: Input should be a valid "
+                          "dictionary")
+    try:
+        payload = registry.validate_model(head.artifact_type, head.schema_version, head.payload)
+    except SchemaError as exc:
+        raise SchemaError(f"{prefix}{exc.message}", hint=exc.hint) from None
+    return head, payload
 
 
 def coerce_envelope(value: ArtifactEnvelope | dict[str, Any], index: int | None = None) -> (

@@ -147,9 +147,15 @@ class SchemaRegistry:
 
     def validate(self, artifact_type: str, schema_version: int, payload: Any) -> dict[str, Any]:
         """Return ``payload`` normalised by its schema, or raise :class:`SchemaError`."""
+        return self.validate_model(artifact_type, schema_version, payload).model_dump(mode="json")
+
+    def validate_model(self, artifact_type: str, schema_version: int, payload: Any) -> BaseModel:
+        """Return ``payload`` validated as its schema's model, or raise :class:`SchemaError`."""
         model = self.get(artifact_type, schema_version)
+        if isinstance(payload, BaseModel):  # never trust an instance: it may be unvalidated
+            payload = payload.model_dump()
         try:
-            return model.model_validate(payload).model_dump(mode="json")
+            return model.model_validate(payload)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pydantic_core
+from rtc_annotator.artifacts.envelope import ArtifactEnvelope, check_envelope
 
-from rtc_annotator.artifacts.envelope import ArtifactEnvelope, coerce_envelope
-
-ENVELOPE_FIELDS = tuple(ArtifactEnvelope.model_fields)
+# column order of the artifact rows built below
+ENVELOPE_FIELDS = ("artifact_id", "asset_id", "artifact_type", "schema_version", "span_start_ms",
+                   "span_end_ms", "payload", "producer", "producer_version", "model_profile",
+                   "config_hash", "input_hash", "run_id", "created_at")
+assert set(ENVELOPE_FIELDS) == set(ArtifactEnvelope.model_fields)
 TEXT_SOURCES = {"transcript.segment": "transcript", "ocr.text": "ocr"}
 TEXT_COLS = ("artifact_id", "asset_id", "run_id", "source", "start_ms", "end_ms", "confidence",
              "text")
@@ -32,7 +34,7 @@ SUMMARY_COLS = ("asset_id", "artifact_type", "run_id", "model_profile", "artifac
 
 def sqlite_time(value: datetime) -> str:
     """A UTC time as SQLAlchemy's SQLite ``DateTime`` stores it (sortable text)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 @dataclass
@@ -91,34 +93,36 @@ def prepare_batch(envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
     prep = Prepared()
     seen = set() if seen is None else seen
     for index, value in enumerate(envelopes, first_index):
-        e = coerce_envelope(value, index)
+        e, p = check_envelope(value, index)
         aid = e.artifact_id
         if aid in seen:
             continue
         seen.add(aid)
-        p = e.payload
         created: Any = sqlite_time(e.created_at) if sqlite_times else e.created_at
         prep.ids.append(aid)
         prep.asset_ids.add(e.asset_id)
         prep.artifact_rows.append((
             aid, e.asset_id, e.artifact_type, e.schema_version, e.span_start_ms, e.span_end_ms,
-            pydantic_core.to_json(p).decode(), e.producer, e.producer_version, e.model_profile,
-            e.config_hash, e.input_hash, e.run_id, created,
+            p.__pydantic_serializer__.to_json(p).decode(), e.producer, e.producer_version,
+            e.model_profile, e.config_hash, e.input_hash, e.run_id, created,
         ))
         atype = e.artifact_type
         prep.summary_keys.append((e.asset_id, atype, e.run_id, e.model_profile, created))
+        # projection fields are read from the validated payload model (same names in every
+        # version of a schema the projections know)
+        q: Any = p
         if atype in TEXT_SOURCES:
             prep.texts.append((aid, e.asset_id, e.run_id, TEXT_SOURCES[atype], e.span_start_ms,
-                               e.span_end_ms, p["confidence"], p["text"]))
+                               e.span_end_ms, q.confidence, q.text))
         elif atype == "object.detection":
-            prep.objects.append((aid, e.asset_id, e.run_id, p["label"], p["confidence"],
+            prep.objects.append((aid, e.asset_id, e.run_id, q.label, q.confidence,
                                  e.span_start_ms, e.span_end_ms))
         elif atype == "scene":
-            prep.scenes.append((aid, e.asset_id, e.run_id, p["index"], e.span_start_ms,
+            prep.scenes.append((aid, e.asset_id, e.run_id, q.index, e.span_start_ms,
                                 e.span_end_ms))
         elif atype == "video.metadata":
-            prep.metadata.append((aid, e.asset_id, p["duration_ms"], p["fps"],
-                                  p["variable_frame_rate"], p["size_bytes"]))
+            prep.metadata.append((aid, e.asset_id, q.duration_ms, q.fps,
+                                  q.variable_frame_rate, q.size_bytes))
     return prep
 
 

@@ -13,7 +13,6 @@ projections (``run_summaries``, ``text_segments`` + full-text index, ``object_la
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -37,7 +36,6 @@ from rtc_annotator.store.batch import (
     ENVELOPE_FIELDS,
     OBJECT_COLS,
     SCENE_COLS,
-    SUMMARY_COLS,
     TEXT_COLS,
     Prepared,
     prepare_batch,
@@ -59,8 +57,55 @@ log = get_logger(__name__)
 
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-PG_COPY_MIN = 64  # batches at least this large use COPY on PostgreSQL
 INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
+PG_CHUNK = 500  # PostgreSQL: a batch is written in statements of this many envelopes
+
+
+def _pg_ingest_sql() -> str:
+    """The one statement of a PostgreSQL ingest; ``$n`` are column arrays (see _pg_ingest)."""
+    n = 1
+    types = {"schema_version": "int", "span_start_ms": "bigint", "span_end_ms": "bigint",
+             "payload": "jsonb", "created_at": "timestamptz", "start_ms": "bigint",
+             "end_ms": "bigint", "confidence": "float8", "scene_index": "int"}
+
+    def arrays(cols: tuple[str, ...]) -> str:
+        nonlocal n
+        parts = []
+        for c in cols:
+            n += 1
+            parts.append(f"${n}::{types.get(c, 'text')}[]")
+        return ", ".join(parts)
+
+    art = ", ".join(ENVELOPE_FIELDS)
+    art_arrays = arrays(ENVELOPE_FIELDS)
+    projections = []
+    for table, cols in (("text_segments", TEXT_COLS), ("object_labels", OBJECT_COLS),
+                        ("scene_ranges", SCENE_COLS)):
+        names = ", ".join(cols)
+        projections.append(
+            f"p_{table} AS (INSERT INTO {table} ({names}) "
+            f"SELECT {', '.join('p.' + c for c in cols)} "
+            f"FROM unnest({arrays(cols)}) AS p({names}) JOIN ins USING (artifact_id))"
+        )
+    return (
+        "WITH a AS (INSERT INTO assets (asset_id, filename, created_at) "
+        "SELECT x, '', now() FROM unnest($1::text[]) AS x ORDER BY x "
+        "ON CONFLICT (asset_id) DO NOTHING), "
+        f"ins AS (INSERT INTO artifacts ({art}) SELECT * FROM unnest({art_arrays}) "
+        f"AS r({art}) ORDER BY r.artifact_id ON CONFLICT (artifact_id) DO NOTHING "
+        "RETURNING artifact_id, asset_id, artifact_type, run_id, model_profile, created_at), "
+        + ", ".join(projections) + ", "
+        "s AS (INSERT INTO run_summaries (asset_id, artifact_type, run_id, model_profile, "
+        "artifact_count, last_created_at) SELECT asset_id, artifact_type, run_id, "
+        "min(model_profile), count(*), max(created_at) FROM ins GROUP BY 1, 2, 3 "
+        "ORDER BY 1, 2, 3 ON CONFLICT (asset_id, artifact_type, run_id) DO UPDATE SET "
+        "artifact_count = run_summaries.artifact_count + excluded.artifact_count, "
+        "last_created_at = greatest(run_summaries.last_created_at, excluded.last_created_at)) "
+        "SELECT artifact_id FROM ins"
+    )
+
+
+_PG_INGEST_SQL = _pg_ingest_sql()
 
 artifacts_t: sa.Table = Artifact.__table__  # type: ignore[assignment]
 assets_t: sa.Table = Asset.__table__  # type: ignore[assignment]
@@ -277,23 +322,50 @@ class Store:
         """Validate all, write all in one transaction; return how many were new.
 
         Idempotent on ``artifact_id``: envelopes already stored (or repeated in the batch) are
-        skipped. Any invalid envelope raises :class:`SchemaError` and nothing is written. A
-        batch of :data:`INGEST_THREAD_MIN` or more is validated in a worker thread, so the
-        event loop stays responsive.
+        skipped. Any invalid envelope raises :class:`SchemaError` and the transaction is rolled
+        back, so nothing of the batch is written.
+
+        Validation of :data:`INGEST_THREAD_MIN` or more envelopes runs in a worker thread, so
+        the event loop stays responsive. On PostgreSQL a large batch is handled in chunks of
+        :data:`PG_CHUNK` inside the one transaction: the next chunk is validated while the
+        server writes the previous one. On SQLite the whole batch is validated first (the
+        writer thread needs the GIL for every row, so overlapping would only slow it down).
         """
-        sqlite_times = self.dialect == "sqlite"
-        if len(envelopes) >= INGEST_THREAD_MIN:
-            prep = await asyncio.to_thread(prepare_batch, envelopes, sqlite_times)
-        else:
-            prep = prepare_batch(envelopes, sqlite_times)
-        if not prep.ids:
+        if not envelopes:
             return 0
+        sqlite_times = self.dialect == "sqlite"
+        size = len(envelopes) if sqlite_times else PG_CHUNK
+        seen: set[str] = set()
+
+        async def prepare(start: int) -> Prepared:
+            chunk = envelopes[start:start + size]
+            if len(chunk) >= INGEST_THREAD_MIN:
+                return await asyncio.to_thread(prepare_batch, chunk, sqlite_times, seen, start)
+            return prepare_batch(chunk, sqlite_times, seen, start)
+
+        write = self._sqlite_ingest if sqlite_times else self._pg_ingest
+        starts = range(0, len(envelopes), size)
+        prep = await prepare(0)
+        if len(starts) == 1 and not prep.ids:
+            return 0
+        total = fresh = 0
         async with self._begin() as conn:
-            if sqlite_times:
-                fresh = await self._sqlite_ingest(conn, prep)
-            else:
-                fresh = await self._pg_ingest(conn, prep)
-        log.debug("ingested batch=%d new=%d", len(prep.ids), fresh)
+            for k in range(len(starts)):
+                following = (asyncio.ensure_future(prepare(starts[k + 1]))
+                             if k + 1 < len(starts) else None)
+                try:
+                    if prep.ids:
+                        total += len(prep.ids)
+                        fresh += await write(conn, prep)
+                except BaseException:
+                    if following is not None:  # let the thread finish; its error is moot
+                        await asyncio.wait([following])
+                        if not following.cancelled():
+                            following.exception()
+                    raise
+                if following is not None:
+                    prep = following.result()
+        log.debug("ingested batch=%d new=%d", total, fresh)
         return fresh
 
     async def _sqlite_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
@@ -317,92 +389,33 @@ class Store:
             )
 
     async def _pg_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
-        await self._ensure_assets(conn, prep.asset_ids)
-        if len(prep.ids) >= PG_COPY_MIN:
-            new_ids = await self._pg_copy_artifacts(conn, prep)
-        else:
-            stmt = (
-                self._insert(artifacts_t)
-                .on_conflict_do_nothing(index_elements=["artifact_id"])
-                .returning(artifacts_t.c.artifact_id)
-            )
-            rows = [dict(zip(ENVELOPE_FIELDS, r, strict=True)) for r in prep.artifact_rows]
-            for r in rows:
-                r["payload"] = json.loads(r["payload"])
-            new_ids = set((await conn.execute(stmt, rows)).scalars().all())
-        fresh = prep.only(new_ids)
-        await self._project(conn, fresh)
-        return len(fresh.ids)
+        """PostgreSQL: the whole batch in ONE statement (one round trip).
 
-    async def _pg_copy_artifacts(self, conn: AsyncConnection, prep: Prepared) -> set[str]:
-        """PostgreSQL fast path: COPY into a temp stage, then one INSERT ... ON CONFLICT."""
+        Column arrays are bound as parameters and ``unnest``ed; data-modifying CTEs insert
+        the missing assets, the artifacts (``ON CONFLICT DO NOTHING``), the projection rows of
+        the artifacts actually inserted (joined on the ``RETURNING`` of that insert) and the
+        run summaries. Rows go in ``artifact_id`` order, so concurrent batches lock alike.
+        """
         apg = await _asyncpg(conn)
-        cols = ", ".join(ENVELOPE_FIELDS)
+        args: list[Any] = [sorted(prep.asset_ids)]
+        args += [list(col) for col in zip(*prep.artifact_rows, strict=True)]
+        for rows, width in ((prep.texts, len(TEXT_COLS)), (prep.objects, len(OBJECT_COLS)),
+                            (prep.scenes, len(SCENE_COLS))):
+            cols = list(zip(*rows, strict=True)) or [()] * width
+            args += [list(col) for col in cols]
         try:
-            await apg.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE artifacts) "
-                "ON COMMIT DELETE ROWS"
-            )
-            await apg.copy_records_to_table(
-                "ingest_stage", columns=list(ENVELOPE_FIELDS), records=prep.artifact_rows,
-            )
-            rows = await apg.fetch(
-                f"INSERT INTO artifacts ({cols}) SELECT {cols} FROM ingest_stage "
-                "ON CONFLICT (artifact_id) DO NOTHING RETURNING artifact_id"
-            )
-            await apg.execute("TRUNCATE ingest_stage")
+            rows = await apg.fetch(_PG_INGEST_SQL, *args)
         except Exception as exc:
             if type(exc).__module__.startswith("asyncpg"):
                 raise StoreError(f"database error: {_short(exc)}") from None
             raise
-        return {r[0] for r in rows}
-
-    async def _write_rows(self, conn: AsyncConnection, table: sa.Table,
-                          rows: list[dict[str, Any]]) -> None:
-        """Insert new projection rows (COPY on PostgreSQL for large batches)."""
-        if not rows:
-            return
-        if self.dialect == "postgresql" and len(rows) >= PG_COPY_MIN:
-            apg = await _asyncpg(conn)
-            cols = list(rows[0])
-            try:
-                await apg.copy_records_to_table(
-                    table.name, columns=cols, records=[tuple(r[c] for c in cols) for r in rows])
-            except Exception as exc:
-                if type(exc).__module__.startswith("asyncpg"):
-                    raise StoreError(f"database error: {_short(exc)}") from None
-                raise
-            return
-        await conn.execute(table.insert(), rows)
-
-    async def _project(self, conn: AsyncConnection, fresh: Prepared) -> None:
-        """PostgreSQL: projection rows of the new artifacts (COPY for large batches)."""
-        for table, cols, rows in (
-            (text_t, TEXT_COLS, fresh.texts),
-            (objects_t, OBJECT_COLS, fresh.objects),
-            (scenes_t, SCENE_COLS, fresh.scenes),
-        ):
-            await self._write_rows(conn, table, [dict(zip(cols, r, strict=True)) for r in rows])
-        for _aid, asset, duration, fps, vfr, size in fresh.metadata:
-            await conn.execute(
-                assets_t.update().where(assets_t.c.asset_id == asset).values(
-                    duration_ms=duration, fps=fps, variable_frame_rate=vfr, size_bytes=size)
-            )
-        summary = fresh.summaries()
-        if summary:
-            ins = self._insert(summaries_t)
-            stmt = ins.on_conflict_do_update(
-                index_elements=["asset_id", "artifact_type", "run_id"],
-                set_={
-                    "artifact_count": summaries_t.c.artifact_count + ins.excluded.artifact_count,
-                    "last_created_at": sa.case(
-                        (ins.excluded.last_created_at > summaries_t.c.last_created_at,
-                         ins.excluded.last_created_at),
-                        else_=summaries_t.c.last_created_at,
-                    ),
-                },
-            )
-            await conn.execute(stmt, [dict(zip(SUMMARY_COLS, r, strict=True)) for r in summary])
+        fresh = {r[0] for r in rows}
+        for aid, asset, duration, fps, vfr, size in prep.metadata:
+            if aid in fresh:
+                await apg.execute(
+                    "UPDATE assets SET duration_ms = $1, fps = $2, variable_frame_rate = $3, "
+                    "size_bytes = $4 WHERE asset_id = $5", duration, fps, vfr, size, asset)
+        return len(fresh)
 
     # -- selections ------------------------------------------------------------------------
     async def candidates(self, asset_id: str, artifact_type: str) -> list[Candidate]:

@@ -203,11 +203,11 @@ async def test_bad_urls_are_store_errors() -> None:
 
 
 async def test_large_batches_take_the_bulk_path(store: Store) -> None:
-    """Batches >= PG_COPY_MIN use COPY on PostgreSQL: same results, same atomicity."""
-    from rtc_annotator.store.repository import PG_COPY_MIN
+    """Batches large enough for a worker thread: same results, same atomicity."""
+    from rtc_annotator.store.repository import INGEST_THREAD_MIN
 
     asset = new_asset()
-    n = PG_COPY_MIN * 2
+    n = INGEST_THREAD_MIN
     batch = [env(asset, "transcript.segment", i * 10, text=f"word{i} common", ordinal=i)
              for i in range(n)]
     batch += [env(asset, "object.detection", i, label="dog", ordinal=n + i) for i in range(n)]
