@@ -82,6 +82,10 @@ PROFILES: dict[str, dict[str, ModelSpec]] = {
 assert tuple(PROFILES) == MODEL_PROFILES
 
 
+PIPELINE_EXTRAS = {"transcript": "transcribe", "objects": "detect,gpu", "ocr": "ocr,gpu"}
+"""The pyproject extras that bring each model pipeline's libraries."""
+
+
 def model_spec(pipeline: str, profile: str) -> ModelSpec | None:
     """The model spec of ``pipeline`` under ``profile`` (None for model-free pipelines)."""
     return PROFILES[profile].get(pipeline)
@@ -99,6 +103,9 @@ def probe_models(pipeline: str, requirements: tuple[str, ...], settings: Setting
     for module in requirements:
         reason = module_importable(module)
         if reason:
+            extra = PIPELINE_EXTRAS.get(pipeline)
+            if extra:
+                reason += f" (install: pip install -c constraints.txt 'rtc-annotator[{extra}]')"
             return Availability(False, reason)
     models_dir = settings.worker.models_dir
     if models_dir is None:
