@@ -380,7 +380,8 @@ class Hub:
         started = time.perf_counter()
         room = self.store.rooms[conn.room]
         req = p.Requirements(pipelines=msg.pipelines, required_storage=msg.required_storage,
-                             min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict)
+                             min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict,
+                             worker=msg.worker, exclude=msg.exclude)
         assert conn.identity is not None
         for s in self.sessions.of(room.name, conn.identity):
             if s.route_id == msg.id and s.client == conn.identity and s.routed is not None:
@@ -400,7 +401,8 @@ class Hub:
                                  hint="relax the requirement, or ask the room admin to start "
                                  "a worker that meets it (rtc-annotator room workers)")
         choice = routing.choose(cands, req, room.policy)
-        if choice.worker is not None and self._wanted_by_queue(room, choice.worker, queue):
+        if (choice.worker is not None and req.worker is None
+                and self._wanted_by_queue(room, choice.worker, queue)):
             # an earlier request waits for that worker: first come, first served
             choice = routing.Choice(None, None, choice.strict, 0, "earlier requests are waiting")
         if choice.worker is not None:

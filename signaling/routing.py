@@ -2,8 +2,9 @@
 
 Order (the room's policy decides only how strict storage is):
 
-1. hard filters: online, not draining, offers every pipeline, largest GPU >= min memory,
-   a free slot; with a strict storage requirement also: mounts ``required_storage``;
+1. hard filters: online, not excluded, not draining, offers every pipeline, largest GPU >= min
+   memory, a free slot; with a strict storage requirement also: mounts ``required_storage``;
+   a request naming a ``worker`` (reattach) goes to that worker only, whatever its slots;
 2. then prefer workers that mount ``required_storage``;
 3. then most free slots, then most GPU memory, then fewest recent jobs, then name.
 
@@ -72,6 +73,8 @@ def is_strict(req: Requirements, policy: RoutingPolicy) -> bool:
 
 def capable(c: CandidateLike, req: Requirements, strict: bool) -> bool:
     """Could this worker ever take the request (ignoring slots and draining)?"""
+    if c.name in req.exclude or (req.worker is not None and c.name != req.worker):
+        return False
     if not set(req.pipelines) <= c.pipelines:
         return False
     if req.min_gpu_memory_mb and c.gpu_memory_mb < req.min_gpu_memory_mb:
@@ -93,7 +96,16 @@ def choose(workers: Iterable[CandidateLike], req: Requirements, policy: RoutingP
     best: CandidateLike | None = None
     best_key: tuple[int, int, int, int, str] | None = None
     count = 0
+    if req.worker is not None:  # reattach: only that worker, slots and draining do not matter
+        for c in workers:
+            if c.name == req.worker and capable(c, req, strict):
+                return Choice(c.name, None if store is None else store in c.backends, strict, 1,
+                              f"the requested worker {c.name}")
+        return Choice(None, None, strict, 0, f"worker {req.worker} is not online")
+    excluded = req.exclude
     for c in workers:
+        if excluded and c.name in excluded:
+            continue
         free = c.free_slots
         if free <= 0 or c.draining or c.gpu_memory_mb < mem or not need <= c.pipelines:
             continue
@@ -123,9 +135,16 @@ def why_never(workers: Sequence[CandidateLike], req: Requirements, policy: Routi
     strict = is_strict(req, policy)
     if any(capable(c, req, strict) for c in workers):
         return None
+    if req.worker is not None:
+        if not any(c.name == req.worker for c in workers):
+            return f"worker {req.worker!r} is not online in room {room!r}"
+        return f"worker {req.worker!r} does not meet the other requirements"
     if not workers:
         return f"no worker is registered in room {room!r}"
-    pool = list(workers)
+    pool = [c for c in workers if c.name not in req.exclude]
+    if not pool:
+        return (f"no worker in room {room!r} other than {', '.join(req.exclude)} "
+                "(excluded)")
     missing = [p for p in req.pipelines if not any(p in c.pipelines for c in pool)]
     if missing:
         return f"no worker in room {room!r} offers pipeline(s) {', '.join(missing)}"

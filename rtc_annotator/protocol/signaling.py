@@ -177,6 +177,15 @@ class Requirements(_Model):
     )
     min_gpu_memory_mb: int = Field(default=0, ge=0, description="Largest GPU must have this much.")
     strict: bool = Field(default=False, description="Only workers that mount required_storage.")
+    worker: Name | None = Field(
+        default=None,
+        description="Route only to this worker (reattach to a job running there): it need not "
+        "have a free slot and may be draining; an error when it is not online.",
+    )
+    exclude: list[Name] = Field(
+        default_factory=list, max_length=64,
+        description="Never route to these workers (e.g. one that just died mid-job).",
+    )
 
 
 # --------------------------------------------------------------------------- requests
