@@ -14,6 +14,7 @@ from rtc_annotator import __version__, logs
 from rtc_annotator.commands import (
     config_cmd,
     demo_cmd,
+    doctor_cmd,
     pipelines_cmd,
     room_cmd,
     storage_cmd,
@@ -38,6 +39,7 @@ store_cmd.register(app)  # results, jump, find, export, serve, db, select
 worker_cmd.register(app)  # worker
 submit_cmd.register(app)  # submit
 demo_cmd.register(app)  # demo
+doctor_cmd.register(app)  # doctor
 
 
 def _version(value: bool) -> None:
