@@ -85,10 +85,11 @@ def prepare_batch(envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
                   first_index: int = 0) -> Prepared:
     """Validate every envelope and build its rows; raise ``SchemaError`` naming the index.
 
-    ``sqlite_times`` stores times as SQLite text (as SQLAlchemy does), else as datetimes.
-    The payload is stored as compact JSON text made by pydantic-core. Ids in ``seen`` (updated)
-    are skipped, so consecutive chunks of one batch share it; ``first_index`` is the index of
-    ``envelopes[0]`` in the whole batch, for error messages.
+    ``sqlite_times`` (the SQLite writer) gives times as SQLite text (as SQLAlchemy stores them)
+    and the payload as compact JSON text made by pydantic-core; otherwise (PostgreSQL) times
+    are datetimes and the payload is its validated model, serialised with the whole batch.
+    Ids in ``seen`` (updated) are skipped, so consecutive chunks of one batch share it;
+    ``first_index`` is the index of ``envelopes[0]`` in the whole batch, for error messages.
     """
     prep = Prepared()
     seen = set() if seen is None else seen
@@ -103,7 +104,8 @@ def prepare_batch(envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
         prep.asset_ids.add(e.asset_id)
         prep.artifact_rows.append((
             aid, e.asset_id, e.artifact_type, e.schema_version, e.span_start_ms, e.span_end_ms,
-            p.__pydantic_serializer__.to_json(p).decode(), e.producer, e.producer_version,
+            p.__pydantic_serializer__.to_json(p).decode() if sqlite_times else p,
+            e.producer, e.producer_version,
             e.model_profile, e.config_hash, e.input_hash, e.run_id, created,
         ))
         atype = e.artifact_type
@@ -149,6 +151,8 @@ def sqlite_write(db: sqlite3.Connection, prep: Prepared) -> int:
     now = sqlite_time(datetime.now(UTC))
     db.executemany("INSERT OR IGNORE INTO assets (asset_id, filename, created_at) "
                    "VALUES (?, '', ?)", [(a, now) for a in sorted(prep.asset_ids)])
+    if not db.in_transaction:  # sqlite3 opens it implicitly before a write; never autocommit
+        raise sqlite3.OperationalError("ingest is not inside a transaction")
     stored = {r[0] for r in db.execute(
         "SELECT artifact_id FROM artifacts WHERE artifact_id IN (SELECT value FROM json_each(?))",
         (json.dumps(prep.ids),))}

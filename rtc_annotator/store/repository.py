@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -58,41 +59,49 @@ log = get_logger(__name__)
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
-PG_CHUNK = 500  # PostgreSQL: a batch is written in statements of this many envelopes
+PG_CHUNK = 250  # PostgreSQL: a batch is written in statements of this many envelopes
 
 
 def _pg_ingest_sql() -> str:
-    """The one statement of a PostgreSQL ingest; ``$n`` are column arrays (see _pg_ingest)."""
-    n = 1
-    types = {"schema_version": "int", "span_start_ms": "bigint", "span_end_ms": "bigint",
-             "payload": "jsonb", "created_at": "timestamptz", "start_ms": "bigint",
-             "end_ms": "bigint", "confidence": "float8", "scene_index": "int"}
+    """The one statement of a PostgreSQL ingest (see :meth:`Store._pg_ingest`).
 
-    def arrays(cols: tuple[str, ...]) -> str:
-        nonlocal n
-        parts = []
-        for c in cols:
-            n += 1
-            parts.append(f"${n}::{types.get(c, 'text')}[]")
-        return ", ".join(parts)
+    ``$1`` is a JSON array of asset ids, ``$2``..``$5`` JSON arrays of row arrays for
+    artifacts, text segments, object labels and scene ranges (column order of
+    ``ENVELOPE_FIELDS``, ``TEXT_COLS``, ``OBJECT_COLS``, ``SCENE_COLS``). The server parses
+    each document once (``jsonb``); an artifact's payload is taken as ``jsonb`` as it is.
+    """
+    types = {"schema_version": "int", "span_start_ms": "bigint", "span_end_ms": "bigint",
+             "created_at": "timestamptz", "start_ms": "bigint", "end_ms": "bigint",
+             "confidence": "float8", "scene_index": "int"}
+
+    def fields(cols: tuple[str, ...]) -> str:
+        out = []
+        for i, c in enumerate(cols):
+            if c == "payload":
+                out.append(f"r->{i}")
+            elif c in types:
+                out.append(f"(r->>{i})::{types[c]}")
+            else:
+                out.append(f"r->>{i}")
+        return ", ".join(out)
 
     art = ", ".join(ENVELOPE_FIELDS)
-    art_arrays = arrays(ENVELOPE_FIELDS)
     projections = []
-    for table, cols in (("text_segments", TEXT_COLS), ("object_labels", OBJECT_COLS),
-                        ("scene_ranges", SCENE_COLS)):
-        names = ", ".join(cols)
+    for n, (table, cols) in enumerate((("text_segments", TEXT_COLS),
+                                       ("object_labels", OBJECT_COLS),
+                                       ("scene_ranges", SCENE_COLS)), start=3):
         projections.append(
-            f"p_{table} AS (INSERT INTO {table} ({names}) "
-            f"SELECT {', '.join('p.' + c for c in cols)} "
-            f"FROM unnest({arrays(cols)}) AS p({names}) JOIN ins USING (artifact_id))"
+            f"p_{table} AS (INSERT INTO {table} ({', '.join(cols)}) SELECT {fields(cols)} "
+            f"FROM jsonb_array_elements(${n}::jsonb) AS r "
+            "JOIN ins ON ins.artifact_id = r->>0)"
         )
     return (
         "WITH a AS (INSERT INTO assets (asset_id, filename, created_at) "
-        "SELECT x, '', now() FROM unnest($1::text[]) AS x ORDER BY x "
+        "SELECT x, '', now() FROM jsonb_array_elements_text($1::jsonb) AS x ORDER BY x "
         "ON CONFLICT (asset_id) DO NOTHING), "
-        f"ins AS (INSERT INTO artifacts ({art}) SELECT * FROM unnest({art_arrays}) "
-        f"AS r({art}) ORDER BY r.artifact_id ON CONFLICT (artifact_id) DO NOTHING "
+        f"ins AS (INSERT INTO artifacts ({art}) SELECT {fields(ENVELOPE_FIELDS)} "
+        "FROM jsonb_array_elements($2::jsonb) AS r ORDER BY 1 "
+        "ON CONFLICT (artifact_id) DO NOTHING "
         "RETURNING artifact_id, asset_id, artifact_type, run_id, model_profile, created_at), "
         + ", ".join(projections) + ", "
         "s AS (INSERT INTO run_summaries (asset_id, artifact_type, run_id, model_profile, "
@@ -325,46 +334,61 @@ class Store:
         skipped. Any invalid envelope raises :class:`SchemaError` and the transaction is rolled
         back, so nothing of the batch is written.
 
-        Validation of :data:`INGEST_THREAD_MIN` or more envelopes runs in a worker thread, so
-        the event loop stays responsive. On PostgreSQL a large batch is handled in chunks of
-        :data:`PG_CHUNK` inside the one transaction: the next chunk is validated while the
-        server writes the previous one. On SQLite the whole batch is validated first (the
-        writer thread needs the GIL for every row, so overlapping would only slow it down).
+        A batch of :data:`INGEST_THREAD_MIN` or more is validated in a worker thread, so the
+        event loop stays responsive. SQLite: the whole batch is validated, then written on
+        the driver's thread (its writer needs the GIL for every row, so overlapping the two
+        would only slow it down). PostgreSQL: the batch is validated and written in chunks of
+        :data:`PG_CHUNK` inside the one transaction; while the server writes one chunk, the
+        next is validated.
         """
         if not envelopes:
             return 0
-        sqlite_times = self.dialect == "sqlite"
-        size = len(envelopes) if sqlite_times else PG_CHUNK
+        if self.dialect == "sqlite":
+            if len(envelopes) >= INGEST_THREAD_MIN:
+                prep = await asyncio.to_thread(prepare_batch, envelopes, True)
+            else:
+                prep = prepare_batch(envelopes, True)
+            if not prep.ids:
+                return 0
+            async with self._begin() as conn:
+                fresh = await self._sqlite_ingest(conn, prep)
+            log.debug("ingested batch=%d new=%d", len(prep.ids), fresh)
+            return fresh
         seen: set[str] = set()
-
-        async def prepare(start: int) -> Prepared:
-            chunk = envelopes[start:start + size]
-            if len(chunk) >= INGEST_THREAD_MIN:
-                return await asyncio.to_thread(prepare_batch, chunk, sqlite_times, seen, start)
-            return prepare_batch(chunk, sqlite_times, seen, start)
-
-        write = self._sqlite_ingest if sqlite_times else self._pg_ingest
-        starts = range(0, len(envelopes), size)
-        prep = await prepare(0)
-        if len(starts) == 1 and not prep.ids:
-            return 0
+        threaded = len(envelopes) >= INGEST_THREAD_MIN
+        if threaded:
+            prep = await asyncio.to_thread(prepare_batch, envelopes[:PG_CHUNK], False, seen)
+        else:
+            prep = prepare_batch(envelopes[:PG_CHUNK], False, seen)
         total = fresh = 0
         async with self._begin() as conn:
-            for k in range(len(starts)):
-                following = (asyncio.ensure_future(prepare(starts[k + 1]))
-                             if k + 1 < len(starts) else None)
+            # SQLAlchemy opens its transaction on the asyncpg connection lazily, with its first
+            # statement: without this, the raw statements below would each commit on their own
+            await conn.exec_driver_sql("SELECT 1")
+            for start in range(PG_CHUNK, len(envelopes) + PG_CHUNK, PG_CHUNK):
+                writing = asyncio.ensure_future(self._pg_ingest(conn, prep)) if prep.ids else None
+                total += len(prep.ids)
                 try:
-                    if prep.ids:
-                        total += len(prep.ids)
-                        fresh += await write(conn, prep)
+                    if writing is not None:
+                        for _ in range(3):  # the statement goes out before we validate on
+                            await asyncio.sleep(0)
+                    if start < len(envelopes):
+                        chunk = envelopes[start:start + PG_CHUNK]
+                        if threaded:
+                            prep = await asyncio.to_thread(prepare_batch, chunk, False, seen,
+                                                           start)
+                        else:
+                            prep = prepare_batch(chunk, False, seen, start)
                 except BaseException:
-                    if following is not None:  # let the thread finish; its error is moot
-                        await asyncio.wait([following])
-                        if not following.cancelled():
-                            following.exception()
+                    if writing is not None:
+                        await asyncio.wait([writing])  # let the statement end: then roll back
+                        if not writing.cancelled():
+                            writing.exception()
                     raise
-                if following is not None:
-                    prep = following.result()
+                if writing is not None:
+                    fresh += await writing
+                if start >= len(envelopes):
+                    break
         log.debug("ingested batch=%d new=%d", total, fresh)
         return fresh
 
@@ -391,18 +415,16 @@ class Store:
     async def _pg_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
         """PostgreSQL: the whole batch in ONE statement (one round trip).
 
-        Column arrays are bound as parameters and ``unnest``ed; data-modifying CTEs insert
+        The rows travel as five JSON documents (built by pydantic-core; the server parses
+        each once, far cheaper than asyncpg's per-element array encoding); data-modifying
+        CTEs insert
         the missing assets, the artifacts (``ON CONFLICT DO NOTHING``), the projection rows of
         the artifacts actually inserted (joined on the ``RETURNING`` of that insert) and the
         run summaries. Rows go in ``artifact_id`` order, so concurrent batches lock alike.
         """
         apg = await _asyncpg(conn)
-        args: list[Any] = [sorted(prep.asset_ids)]
-        args += [list(col) for col in zip(*prep.artifact_rows, strict=True)]
-        for rows, width in ((prep.texts, len(TEXT_COLS)), (prep.objects, len(OBJECT_COLS)),
-                            (prep.scenes, len(SCENE_COLS))):
-            cols = list(zip(*rows, strict=True)) or [()] * width
-            args += [list(col) for col in cols]
+        args = [to_json(part).decode() for part in (
+            sorted(prep.asset_ids), prep.artifact_rows, prep.texts, prep.objects, prep.scenes)]
         try:
             rows = await apg.fetch(_PG_INGEST_SQL, *args)
         except Exception as exc:

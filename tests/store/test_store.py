@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
-from rtc_annotator.artifacts import SchemaError
+from rtc_annotator.artifacts import SchemaError, registry
+from rtc_annotator.query import find, jump
 from rtc_annotator.store import NotFound, Selection, SelectionError, Store, StoreError
 from tests.store.conftest import env, new_asset
 
@@ -230,3 +233,78 @@ async def test_large_batches_take_the_bulk_path(store: Store) -> None:
         await store.ingest(bad)
     assert await store.count_artifacts(other) == 0
     assert await store.ingest(batch) == 0  # the connection is usable after the failure
+
+
+async def test_bad_envelope_in_a_later_chunk_rolls_back_the_batch(store: Store) -> None:
+    """Large batches are validated and written chunk by chunk in ONE transaction."""
+    from rtc_annotator.store.repository import PG_CHUNK
+
+    asset = new_asset()
+    n = PG_CHUNK * 3 + 7
+    batch = [env(asset, "object.detection", i, label="dog", ordinal=i).model_dump(mode="json")
+             for i in range(n)]
+    batch[-1]["payload"]["confidence"] = 7.0
+    with pytest.raises(SchemaError) as info:
+        await store.ingest(batch)
+    assert info.value.message.startswith(f"envelope {n - 1}:")
+    assert await store.count_artifacts(asset) == 0
+    batch[-1] = env(asset, "scene", 3, ordinal=n).model_dump(mode="json")
+    assert await store.ingest([*batch, batch[0], batch[PG_CHUNK + 1]]) == n
+    assert await store.count_artifacts(asset) == n
+    assert await store.ingest(batch) == 0
+    hit = await jump(store, asset, "object", 0, "next", labels=["dog"])
+    assert hit is not None and hit.span_start_ms == 1
+    assert (await jump(store, asset, "scene", 0, "next")) is not None
+
+
+async def test_nan_and_infinity_are_schema_errors() -> None:
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(SchemaError):
+            registry.validate("video.metadata", 1, {
+                "duration_ms": 1, "fps": bad, "variable_frame_rate": False, "codec": "h264",
+                "width": 1, "height": 1, "size_bytes": 1})
+
+
+async def test_sqlite_store_upgrades_from_0001_with_data(tmp_path: Any) -> None:
+    """Revision 0002 rebuilds the projections; text stays findable, objects jumpable."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from rtc_annotator.store import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_async_engine(url)
+    asset = new_asset()
+    now = "2025-01-01 00:00:00.000000"
+    async with engine.begin() as conn:
+        await conn.run_sync(migrate.upgrade, "0001")
+        for aid, atype, payload in (
+            ("t1", "transcript.segment", '{"text": "gradient descent"}'),
+            ("o1", "object.detection", '{"label": "dog"}'),
+        ):
+            await conn.execute(sa.text(
+                "INSERT INTO artifacts VALUES (:aid, :asset, :t, 1, 100, 200, :p, 'x', '1', "
+                "'balanced', 'c', 'i', 'run-1', :now)"),
+                {"aid": aid, "asset": asset, "t": atype, "p": payload, "now": now})
+            await conn.execute(sa.text(
+                "INSERT INTO run_summaries VALUES (:asset, :t, 'run-1', 'balanced', 1, :now)"),
+                {"asset": asset, "t": atype, "now": now})
+        await conn.execute(sa.text(
+            "INSERT INTO text_segments (artifact_id, asset_id, run_id, source, start_ms, end_ms, "
+            "confidence, text) VALUES ('t1', :a, 'run-1', 'transcript', 100, 200, 0.9, "
+            "'gradient descent')"), {"a": asset})
+        await conn.execute(sa.text(
+            "INSERT INTO object_labels VALUES ('o1', :a, 'run-1', 'dog', 0.8, 100, 200)"),
+            {"a": asset})
+    await engine.dispose()
+    s = await Store.open(url)
+    try:
+        hit = await find(s, asset, "gradient", 0, "next")
+        assert hit is not None and hit.artifact_id == "t1"
+        found = await jump(s, asset, "object", 0, "next", labels=["dog"])
+        assert found is not None and found.artifact_id == "o1"
+        await s.ingest([env(asset, "transcript.segment", 300, text="gradient again",
+                            run_id="run-1")])
+        hit = await find(s, asset, "again", 0, "next")
+        assert hit is not None and hit.start_ms == 300
+    finally:
+        await s.close()
