@@ -140,6 +140,24 @@ class ClientSettings(_Section):
         default_factory=lambda: user_data_dir() / "spool",
         description="Where artifact batches wait when the database is unreachable.",
     )
+    spool_wait_s: float = Field(
+        default=10.0, ge=0,
+        description="At the end of a job, how long submit waits for the database to take the "
+        "spooled batches before leaving them for `rtc-annotator spool flush`.",
+    )
+    max_reroutes: int = Field(
+        default=2, ge=0,
+        description="How often a job whose worker died mid-job is routed to another worker.",
+    )
+    jobs_dir: Path | None = Field(
+        default=None,
+        description="Local job registry (one JSON file per job) used by `jobs` and --detach; "
+        "default: the folder `jobs` next to spool_dir.",
+    )
+
+    def jobs_path(self) -> Path:
+        """Where the job registry lives (``jobs_dir``, else ``<spool_dir>/../jobs``)."""
+        return self.jobs_dir or self.spool_dir.parent / "jobs"
 
     @field_validator("pipelines")
     @classmethod
