@@ -1,22 +1,83 @@
-"""`rtc-annotator worker`: run a worker agent until SIGTERM (exit 0 after a clean shutdown)."""
+"""`rtc-annotator worker`: run a worker agent until SIGTERM (exit 0 after a clean shutdown), or
+render its cluster job script (`--render slurm|runai`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, fail, fail_with, settings_from
+from rtc_annotator.config import Settings
 from rtc_annotator.errors import RtcAnnotatorError
 
 
-def worker_cmd(config: ConfigOption = None) -> None:
+def _render(settings: Settings, kind: str, *, dry_run: bool, output: Path | None,
+            remote_config: str | None, image: str) -> None:
+    from rtc_annotator.deploy.render import RENDER_KINDS, render_worker
+
+    if kind not in RENDER_KINDS:
+        fail(f"RENDER_ERROR: unknown render target {kind!r} -- use --render slurm or runai")
+    if remote_config is None:
+        if settings.source is None:
+            fail("RENDER_ERROR: no config file to point the job at -- give --config FILE "
+                 "(or --remote-config PATH, the file's path on the cluster)")
+        remote_config = os.path.abspath(settings.source)
+    if not dry_run and output is None:
+        fail("RENDER_ERROR: nowhere to write the script -- give -o FILE, or --dry-run to print it")
+    try:
+        text = render_worker(kind, settings, config_path=remote_config, image=image)
+    except RtcAnnotatorError as exc:
+        fail_with(exc)
+    if dry_run:
+        typer.echo(text, nl=False)
+        return
+    assert output is not None
+    try:
+        output.write_text(text, encoding="utf-8")
+        output.chmod(0o755)
+    except OSError as exc:
+        fail(f"RENDER_ERROR: cannot write {output}: {exc.strerror} -- check the directory",
+             code=1)
+    typer.echo(f"wrote {output}")
+
+
+def worker_cmd(
+    config: ConfigOption = None,
+    render: Annotated[str | None, typer.Option(
+        "--render", metavar="slurm|runai",
+        help="Do not run: render a SLURM sbatch script or a Run:AI submission script for "
+             "this worker config.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="With --render: print the script instead of writing it.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="With --render: write the script to this file.")] = None,
+    remote_config: Annotated[str | None, typer.Option(
+        "--remote-config",
+        help="With --render: the config file's absolute path on the cluster "
+             "(default: the --config file's absolute path).")] = None,
+    image: Annotated[str, typer.Option(
+        "--image", help="With --render runai: the worker container image "
+                        "(the script's default for $RTC_ANNOTATOR_IMAGE).")
+    ] = "rtc-annotator-worker:latest",
+) -> None:
     """Connect to the signaling server, register this node's capabilities and serve jobs.
 
     SIGTERM (SLURM pre-emption, Run:AI eviction) stops taking jobs, gives running jobs
     [worker] shutdown_grace_s to finish, and exits 0.
+
+    With --render slurm|runai it only renders the cluster job script for this config.
     """
     settings = settings_from(config)
+    if render is not None:
+        _render(settings, render, dry_run=dry_run, output=output,
+                remote_config=remote_config, image=image)
+        return
+    if dry_run or output is not None:
+        fail("--dry-run and -o only go with --render slurm|runai")
     if not settings.signaling.token:
         fail(
             "CONFIG_ERROR: [signaling] token is not set -- ask the room admin for a worker "

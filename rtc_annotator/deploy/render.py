@@ -1,0 +1,214 @@
+"""Render a worker's cluster job script from its configuration.
+
+``rtc-annotator worker --render slurm|runai`` calls :func:`render_worker`:
+
+- **slurm**: an ``sbatch`` script. One GPU per job slot (``--gres=gpu:N``), the worker name as
+  job name, ``--signal=TERM@<shutdown_grace_s + 30>`` so the worker gets SIGTERM early enough
+  before the time limit to let running jobs finish, ``--requeue`` so a pre-empted worker comes
+  back. It runs the worker with ``srun``, from an Apptainer image (``$RTC_ANNOTATOR_SIF``,
+  with the config directory, ``models_dir``, ``cache_dir`` and every storage ``base_path``
+  bound) or from a virtualenv on shared storage (``$RTC_ANNOTATOR_VENV``) or the PATH.
+- **runai**: a shell script around the classic ``runai submit`` CLI: ``--gpu N``, one
+  ``--volume path:path`` per storage ``base_path`` and for ``models_dir``, the config's
+  directory mounted at ``/etc/rtc-annotator`` and ``RTC_ANNOTATOR_CONFIG`` pointing into it.
+
+The templates are Python strings here (no package data); every value that reaches a shell is
+quoted with :func:`shlex.quote`. Rendering is deterministic: the same settings give the same
+bytes, so rendered examples can be committed and checked for drift.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from rtc_annotator.config import Settings
+from rtc_annotator.errors import RtcAnnotatorError
+
+RENDER_KINDS = ("slurm", "runai")
+DEFAULT_JOB_NAME = "rtc-annotator-worker"
+DEFAULT_IMAGE = "rtc-annotator-worker:latest"
+CONTAINER_CONFIG_DIR = "/etc/rtc-annotator"
+SIGNAL_MARGIN_S = 30
+"""Seconds on top of ``shutdown_grace_s`` for leaving the room and closing peer links."""
+
+
+class RenderError(RtcAnnotatorError):
+    """A job script cannot be rendered from this configuration."""
+
+    code = "RENDER_ERROR"
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a cluster job for one worker needs, taken from the worker's settings."""
+
+    name: str
+    """Job name: ``[worker] name`` when set, else ``rtc-annotator-worker``."""
+    gpus: int
+    """GPUs to request: ``[worker] job_slots`` (1 when unset)."""
+    config_path: str
+    """Absolute path of the worker config file as the cluster node sees it."""
+    config_name: str
+    """Name of the config file it was rendered from, shown in the generated-by line."""
+    mounts: tuple[str, ...]
+    """Directories the job must see: storage base paths, models_dir, cache_dir (when set)."""
+    models_dir: str | None
+    """``[worker] models_dir``, mounted read-only on Run:AI."""
+    grace_s: float
+    """``[worker] shutdown_grace_s``."""
+    image: str
+    """Container image for Run:AI (default :data:`DEFAULT_IMAGE`)."""
+
+    @property
+    def signal_s(self) -> int:
+        """Seconds before the time limit at which SLURM sends SIGTERM."""
+        return int(math.ceil(self.grace_s)) + SIGNAL_MARGIN_S
+
+
+def worker_job(settings: Settings, *, config_path: str, image: str = DEFAULT_IMAGE) -> WorkerJob:
+    """Collect what the job scripts need from ``settings``; ``config_path`` is where the
+    config file lies on the cluster (absolute)."""
+    path = PurePosixPath(config_path)
+    if not path.is_absolute():
+        raise RenderError(f"config path {config_path!r} is not absolute",
+                          hint="give the config file's absolute path on the cluster "
+                               "(--remote-config /path/worker.toml)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", image):
+        raise RenderError(f"image {image!r} is not a container image reference",
+                          hint="give something like registry.example.org/lab/rtc-annotator:1.0")
+    w = settings.worker
+    name = w.name if "name" in w.model_fields_set else DEFAULT_JOB_NAME
+    mounts: list[str] = []
+    for backend in settings.storage.values():
+        mounts.append(str(backend.base_path))
+    if w.models_dir is not None:
+        mounts.append(str(w.models_dir))
+    if "cache_dir" in w.model_fields_set:
+        mounts.append(str(w.cache_dir))
+    unique = tuple(dict.fromkeys(mounts))
+    return WorkerJob(
+        name=name, gpus=w.job_slots or 1, config_path=str(path),
+        config_name=re.sub(r"[^\x20-\x7e]", "?", (settings.source or path).name),
+        mounts=unique, models_dir=str(w.models_dir) if w.models_dir is not None else None,
+        grace_s=w.shutdown_grace_s, image=image,
+    )
+
+
+def slurm_name(name: str) -> str:
+    """A job name safe on an ``#SBATCH`` line: letters, digits, ``.``, ``_`` and ``-``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:100]
+    return safe or DEFAULT_JOB_NAME
+
+
+def runai_name(name: str) -> str:
+    """A Kubernetes-safe (DNS-1123 label) job name: lower case, digits and ``-``."""
+    safe = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return safe or DEFAULT_JOB_NAME
+
+
+_SLURM = """\
+#!/bin/bash
+# rtc-annotator worker as a SLURM job, generated by
+#   rtc-annotator worker --render slurm --config {config_name}
+# Re-render after changing the worker config. Add your site's partition/account lines.
+#SBATCH --job-name={name}
+#SBATCH --gres=gpu:{gpus}
+#SBATCH --cpus-per-task={cpus}
+#SBATCH --time=24:00:00
+#SBATCH --signal=TERM@{signal_s}
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output={name}-%j.log
+##SBATCH --partition=gpu
+##SBATCH --account=my-lab
+
+set -euo pipefail
+
+# The worker config as this node sees it (a shared filesystem).
+export RTC_ANNOTATOR_CONFIG={config}
+# Compute nodes often have no internet: models come from [worker] models_dir only.
+export HF_HUB_OFFLINE=1 YOLO_OFFLINE=1
+
+# Container (Apptainer) when RTC_ANNOTATOR_SIF is set; else a virtualenv (RTC_ANNOTATOR_VENV)
+# or rtc-annotator on the PATH. The container sees the config directory, models_dir,
+# cache_dir and every storage base_path at the same paths as the host.
+BINDS={binds}
+RUN=()
+if [ -n "${{RTC_ANNOTATOR_SIF:-}}" ]; then
+    RUN=(apptainer exec --nv --bind "$BINDS" "$RTC_ANNOTATOR_SIF")
+elif [ -n "${{RTC_ANNOTATOR_VENV:-}}" ]; then
+    source "$RTC_ANNOTATOR_VENV/bin/activate"
+fi
+
+# SIGTERM ({signal_s} s before the time limit, on pre-emption or scancel) reaches the worker
+# through srun: it leaves the room, gives running jobs shutdown_grace_s ({grace} s) to finish
+# and exits 0. --requeue puts a pre-empted worker back in the queue.
+srun --ntasks=1 ${{RUN[@]+"${{RUN[@]}}"}} rtc-annotator worker --config "$RTC_ANNOTATOR_CONFIG"
+"""
+
+_RUNAI = """\
+#!/bin/sh
+# rtc-annotator worker on Run:AI, generated by
+#   rtc-annotator worker --render runai --config {config_name}
+# Needs the Run:AI CLI (`runai submit`), your project in RUNAI_PROJECT, and the worker image
+# (docker/worker.Dockerfile) in a registry the cluster pulls from (RTC_ANNOTATOR_IMAGE).
+# The volumes are host paths on the GPU nodes; on clusters that expose the shares as PVCs
+# use --pvc / --existing-pvc with the same mount points instead.
+# Kubernetes kills a pod terminationGracePeriodSeconds (default 30 s) after SIGTERM; the
+# worker wants shutdown_grace_s ({grace} s) plus a few seconds: raise it in a template/policy.
+set -eu
+: "${{RUNAI_PROJECT:?set RUNAI_PROJECT to your Run:AI project}}"
+IMAGE="${{RTC_ANNOTATOR_IMAGE:-{image}}}"
+
+exec runai submit {name} \\
+    --project "$RUNAI_PROJECT" \\
+    --image "$IMAGE" \\
+    --gpu {gpus} \\
+{volumes}    --environment RTC_ANNOTATOR_CONFIG={container_config} \\
+    --environment HF_HUB_OFFLINE=1 \\
+    --environment YOLO_OFFLINE=1 \\
+    --command -- rtc-annotator worker
+"""
+
+
+def render_slurm(job: WorkerJob) -> str:
+    """The ``sbatch`` script for ``job``."""
+    config_dir = str(PurePosixPath(job.config_path).parent)
+    binds = ",".join(dict.fromkeys([config_dir, *job.mounts]))
+    return _SLURM.format(
+        config_name=job.config_name, name=slurm_name(job.name), gpus=job.gpus,
+        cpus=8 * job.gpus,
+        signal_s=job.signal_s, config=shlex.quote(job.config_path), binds=shlex.quote(binds),
+        grace=f"{job.grace_s:g}",
+    )
+
+
+def render_runai(job: WorkerJob) -> str:
+    """The ``runai submit`` script for ``job``."""
+    config_dir = str(PurePosixPath(job.config_path).parent)
+    volumes = [f"{config_dir}:{CONTAINER_CONFIG_DIR}:ro"]
+    for mount in job.mounts:
+        suffix = ":ro" if mount == job.models_dir else ""
+        volumes.append(f"{mount}:{mount}{suffix}")
+    lines = "".join(f"    --volume {shlex.quote(v)} \\\n" for v in volumes)
+    container_config = f"{CONTAINER_CONFIG_DIR}/{PurePosixPath(job.config_path).name}"
+    return _RUNAI.format(
+        config_name=job.config_name, name=shlex.quote(runai_name(job.name)), gpus=job.gpus,
+        volumes=lines, container_config=shlex.quote(container_config), grace=f"{job.grace_s:g}",
+        image=job.image,
+    )
+
+
+def render_worker(kind: str, settings: Settings, *, config_path: str,
+                  image: str = DEFAULT_IMAGE) -> str:
+    """Render the ``kind`` (``slurm`` or ``runai``) job script for a worker with ``settings``."""
+    job = worker_job(settings, config_path=config_path, image=image)
+    if kind == "slurm":
+        return render_slurm(job)
+    if kind == "runai":
+        return render_runai(job)
+    raise RenderError(f"unknown render target {kind!r}", hint="use --render slurm or runai")
