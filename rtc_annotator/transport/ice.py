@@ -11,7 +11,14 @@ aiortc 1.16 takes an option for it. :func:`restrict_host_candidates` therefore w
 connection* so it binds exactly the configured addresses. Nothing global is patched: other peer
 connections in the process are unaffected. It must run after the transports exist and before
 ``setLocalDescription()`` gathers (offerer: after ``createDataChannel``; answerer: after
-``setRemoteDescription``). The only private attribute touched is ``RTCIceGatherer._connection``.
+``setRemoteDescription``). The private attributes touched are ``RTCIceGatherer._connection``
+and, for :func:`selected_pairs`, aioice's ``Connection._nominated`` (neither library exposes the
+selected pair).
+
+Selected pair: once ICE completes, :func:`restrict_host_candidates` has the peer connection log
+``ice pair selected`` with the type and address of both candidates (``relay`` means the link
+goes through a TURN server), so an operator sees from the logs whether a link is direct or
+relayed. TURN itself needs no workaround here: see ``docs/nat.md`` for the coturn options.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from rtc_annotator.config import IceSettings
 from rtc_annotator.errors import ConfigError
+from rtc_annotator.logs import get_logger
+
+_log = get_logger(__name__)
 
 
 def rtc_configuration(
@@ -92,6 +103,55 @@ def _grow_buffers(protocols: list[Any], size: int) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
 
 
+@dataclass(frozen=True)
+class SelectedPair:
+    """The candidate pair ICE nominated for one component of one ICE transport."""
+
+    local_type: str
+    """host, srflx, prflx or relay (relay: through a TURN server)."""
+    local_address: str
+    """ip:port of the local candidate (for relay: the address allocated on the TURN server)."""
+    remote_type: str
+    """Type of the remote candidate."""
+    remote_address: str
+    """ip:port of the remote candidate."""
+
+    @property
+    def relayed(self) -> bool:
+        """True when either side sends through a TURN relay."""
+        return "relay" in (self.local_type, self.remote_type)
+
+
+def selected_pairs(pc: RTCPeerConnection) -> list[SelectedPair]:
+    """The nominated pair of every ICE transport of ``pc`` (empty before ICE completes)."""
+    out = []
+    for gatherer in _gatherers(pc):
+        nominated = getattr(gatherer._connection, "_nominated", {}) or {}
+        for component in sorted(nominated):
+            pair = nominated[component]
+            local, remote = pair.local_candidate, pair.remote_candidate
+            out.append(SelectedPair(local.type, f"{local.host}:{local.port}",
+                                    remote.type, f"{remote.host}:{remote.port}"))
+    return out
+
+
+def _log_selected_pair_when_connected(pc: RTCPeerConnection) -> None:
+    if getattr(pc, "_rtc_annotator_pair_logged", False):
+        return
+    pc._rtc_annotator_pair_logged = True  # type: ignore[attr-defined]
+
+    def on_state() -> None:
+        if pc.iceConnectionState != "completed":
+            return
+        for pair in selected_pairs(pc):
+            _log.info("ice pair selected", ctx={
+                "local_type": pair.local_type, "local": pair.local_address,
+                "remote_type": pair.remote_type, "remote": pair.remote_address,
+                "relayed": pair.relayed})
+
+    pc.on("iceconnectionstatechange", on_state)
+
+
 def restrict_host_candidates(
     pc: RTCPeerConnection, addresses: Sequence[str], *, socket_buffer: int = SOCKET_BUFFER_BYTES
 ) -> int:
@@ -101,9 +161,10 @@ def restrict_host_candidates(
     An empty ``addresses`` keeps aioice's choice (all addresses but loopback). The larger
     buffers matter for throughput: with the default ~200 KiB a burst of SCTP packets overflows
     the receiver's socket, the loss costs a 1 s SCTP retransmission timeout. Returns the number
-    of gatherers changed.
+    of gatherers changed. Also has ``pc`` log the selected candidate pair when ICE completes.
     """
     allowed = check_host_addresses(addresses) if addresses else None
+    _log_selected_pair_when_connected(pc)
     count = 0
     for gatherer in _gatherers(pc):
         connection = gatherer._connection
