@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -192,6 +193,8 @@ class FileReceiver:
         self._fh: BinaryIO | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._written = 0
+        self._write_error: TransferError | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._verifying: asyncio.Task[None] | None = None
@@ -291,7 +294,15 @@ class FileReceiver:
             block = await self._queue.get()
             if block is None:
                 return
-            await asyncio.to_thread(self._write, block)
+            try:
+                await asyncio.to_thread(self._write, block)
+            except OSError as exc:
+                # Disk full (or another write error): fail the transfer from another task (this
+                # one must end first, _fail waits for it) and drop the partial file.
+                self._write_error = self._disk_error(exc)
+                asyncio.get_running_loop().create_task(
+                    self._fail(self._write_error, remove_partial=True))
+                return
             if self.progress is not None:
                 res = self.progress(self.expected, self.offer.size)
                 if asyncio.iscoroutine(res):
@@ -301,6 +312,21 @@ class FileReceiver:
         assert self._fh is not None
         self._fh.write(block)
         self._hasher.update(block)
+        self._written += len(block)
+
+    def _disk_error(self, exc: OSError) -> TransferError:
+        """A clear error for a failed write of the received file (ENOSPC above all)."""
+        where = f"{self._written} of {self.offer.size} bytes written"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return TransferRefused(
+                f"the worker's disk is full: cannot store {self.offer.name!r} ({where})",
+                hint="free space in the worker's cache_dir, or use shared storage",
+                code="NO_DISK_SPACE",
+            )
+        return TransferError(
+            f"the worker cannot write {self.offer.name!r} ({exc.strerror}; {where})",
+            hint="check the worker's cache_dir (permissions, disk health)",
+        )
 
     async def _drain(self) -> None:
         self._flush_pending()
@@ -317,7 +343,13 @@ class FileReceiver:
     async def _verify(self) -> None:
         """All bytes are here: compare the sha256 and commit, or report corruption."""
         await self._drain()
-        await asyncio.to_thread(self._close_file, True)
+        if self._write_error is not None or self.done.is_set():
+            return  # a failed write already failed the transfer
+        try:
+            await asyncio.to_thread(self._close_file, True)
+        except OSError as exc:  # the last flush / fsync hit a full disk
+            await self._fail(self._disk_error(exc), remove_partial=True)
+            return
         digest = self._hasher.hexdigest()
         part = self.cache.partial_path(self.offer.sha256)
         if digest != self.offer.sha256:
@@ -332,12 +364,15 @@ class FileReceiver:
         await self._status(self.offer.size, complete=True)
 
     def _close_file(self, sync: bool) -> None:
-        if self._fh is not None:
-            self._fh.flush()
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            fh.flush()
             if sync:
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+                os.fsync(fh.fileno())
+        finally:
+            fh.close()  # closes the descriptor even when the flush failed (and raises again)
 
     async def abort(self) -> None:
         """Link gone: keep the verified bytes on disk for a resume, let go of the file."""
@@ -345,18 +380,33 @@ class FileReceiver:
             return
         with contextlib.suppress(Exception):
             await self._drain()
-        await asyncio.to_thread(self._close_file, False)
+        if self.done.is_set():  # a failed write ended it meanwhile
+            return
+        try:
+            await asyncio.to_thread(self._close_file, False)
+        except OSError as exc:
+            await self._fail(self._disk_error(exc), remove_partial=True)
+            return
         self._log.info("transfer interrupted", ctx={"have": self.expected})
         self._finish(ReceiveResult(self.offer.sha256, None, self.received_bytes))
 
-    async def _fail(self, exc: TransferError) -> None:
+    async def _fail(self, exc: TransferError, *, remove_partial: bool = False) -> None:
+        """End the transfer with ``exc``; ``remove_partial`` also deletes the partial file
+        (after a failed write its content cannot be trusted to resume from)."""
+        if self.done.is_set():
+            return
         self._log.warning("transfer failed", ctx={"code": exc.code, "error": exc.message})
         if self._writer is not None:
             self._queue.put_nowait(None)
             with contextlib.suppress(Exception):
                 await self._writer
             self._writer = None
-        await asyncio.to_thread(self._close_file, False)
+        with contextlib.suppress(OSError):  # flushing onto a full disk fails again
+            await asyncio.to_thread(self._close_file, False)
+        if remove_partial:
+            part = self.cache.partial_path(self.offer.sha256)
+            await asyncio.to_thread(part.unlink, True)
+            self._log.info("partial file removed", ctx={"path": part.name})
         self.error = exc
         self._finish(ReceiveResult(self.offer.sha256, None, self.received_bytes))
         await self._status(self.expected, error=exc.envelope())
