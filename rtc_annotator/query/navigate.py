@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rtc_annotator.artifacts.envelope import ArtifactEnvelope
 from rtc_annotator.artifacts.schemas import registry
@@ -21,6 +22,7 @@ from rtc_annotator.store.repository import (
     Store,
     artifacts_t,
     check_asset_id,
+    envelope_from_row,
     objects_t,
     scenes_t,
     text_t,
@@ -89,9 +91,19 @@ async def jump(
     if min_confidence is not None and atype not in ("object.detection", "transcript.segment",
                                                      "ocr.text"):
         raise QueryError(f"kind {kind!r} has no confidence", hint="drop --min-confidence")
-    run = await store.selected_run(asset_id, atype, selection)
-    if run is None:
-        return None
+    # one connection for the selection and the jump; the artifact row comes with the jump
+    async with store._connect() as conn:
+        run = await store.selected_run(asset_id, atype, selection, conn=conn)
+        if run is None:
+            return None
+        row = await _jump_row(conn, asset_id, kind, atype, run, from_ms, direction, labels,
+                              min_confidence, cursor)
+    return None if row is None else envelope_from_row(row)
+
+
+async def _jump_row(conn: AsyncConnection, asset_id: str, kind: str, atype: str, run: str,
+                    from_ms: int, direction: str, labels: list[str] | None,
+                    min_confidence: float | None, cursor: str | None) -> Any:
     table: sa.Table
     if atype == "object.detection":
         table = objects_t
@@ -114,29 +126,27 @@ async def jump(
     if min_confidence is not None:
         conds.append(c.confidence >= min_confidence)
     key = sa.tuple_(start, end, c.artifact_id)
-    async with store._connect() as conn:
-        if cursor is not None:
-            # the cursor's position comes from the artifacts' primary key (projections are
-            # keyed by their query order, not by artifact id)
-            a = artifacts_t.c
-            row = (await conn.execute(
-                sa.select(a.span_start_ms, a.span_end_ms).where(
-                    a.artifact_id == cursor, a.asset_id == asset_id, a.run_id == run,
-                    a.artifact_type == atype))).first()
-            if row is None:
-                raise QueryError(f"cursor {cursor[:80]!r} is not a selected {kind} of this video",
-                                 hint="pass the artifact_id a previous jump returned")
-            pos = sa.tuple_(sa.literal(row[0]), sa.literal(row[1]), sa.literal(cursor))
-            conds.append(key > pos if direction == "next" else key < pos)
-        else:
-            conds.append(start > from_ms if direction == "next" else start < from_ms)
-        cols = [start, end, c.artifact_id]
-        order = [o.desc() for o in cols] if direction == "prev" else cols
-        found = (await conn.execute(
-            sa.select(c.artifact_id).where(*conds).order_by(*order).limit(1))).scalar()
-    if found is None:
-        return None
-    return await store.get_artifact(found)
+    if cursor is not None:
+        # the cursor's position comes from the artifacts' primary key (projections are
+        # keyed by their query order, not by artifact id)
+        a = artifacts_t.c
+        row = (await conn.execute(
+            sa.select(a.span_start_ms, a.span_end_ms).where(
+                a.artifact_id == cursor, a.asset_id == asset_id, a.run_id == run,
+                a.artifact_type == atype))).first()
+        if row is None:
+            raise QueryError(f"cursor {cursor[:80]!r} is not a selected {kind} of this video",
+                             hint="pass the artifact_id a previous jump returned")
+        pos = sa.tuple_(sa.literal(row[0]), sa.literal(row[1]), sa.literal(cursor))
+        conds.append(key > pos if direction == "next" else key < pos)
+    else:
+        conds.append(start > from_ms if direction == "next" else start < from_ms)
+    cols = [start, end, c.artifact_id]
+    order = [o.desc() for o in cols] if direction == "prev" else cols
+    found = (sa.select(c.artifact_id).where(*conds).order_by(*order).limit(1)
+             .correlate(None).scalar_subquery())
+    return (await conn.execute(
+        sa.select(artifacts_t).where(artifacts_t.c.artifact_id == found))).first()
 
 
 async def find(
@@ -157,18 +167,18 @@ async def find(
         raise QueryError(f"unknown source {source!r}", hint="use transcript, ocr or all")
     phrases = parse(text)
     params: dict[str, Any] = {"asset": asset_id, "from_ms": from_ms}
-    runs = []
-    for name, atype in SOURCE_TYPES.items():
-        if source in (name, "all"):
-            run = await store.selected_run(asset_id, atype, selection)
-            if run is not None:
-                params[f"run_{name}"] = run
-                runs.append(f"(ts.source = '{name}' AND ts.run_id = :run_{name})")
-    if not runs:
-        return None
-    cmp = ">" if direction == "next" else "<"
-    desc = "" if direction == "next" else " DESC"
     async with store._connect() as conn:
+        runs = []
+        for name, atype in SOURCE_TYPES.items():
+            if source in (name, "all"):
+                run = await store.selected_run(asset_id, atype, selection, conn=conn)
+                if run is not None:
+                    params[f"run_{name}"] = run
+                    runs.append(f"(ts.source = '{name}' AND ts.run_id = :run_{name})")
+        if not runs:
+            return None
+        cmp = ">" if direction == "next" else "<"
+        desc = "" if direction == "next" else " DESC"
         if cursor is not None:
             a = artifacts_t.c
             row = (await conn.execute(

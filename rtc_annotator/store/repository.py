@@ -395,10 +395,10 @@ class Store:
     async def _sqlite_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
         """SQLite: the whole batch in one call on the driver's thread, raw ``executemany``."""
         raw = await conn.get_raw_connection()
-        driver = raw.driver_connection  # aiosqlite.Connection, inside SQLAlchemy's transaction
+        driver: Any = raw.driver_connection  # aiosqlite.Connection in SQLAlchemy's transaction
         try:
             # aiosqlite runs the function on its own thread, where its sqlite3 connection lives
-            fresh: int = await driver._execute(sqlite_write, driver._conn, prep)  # type: ignore[union-attr]
+            fresh: int = await driver._execute(sqlite_write, driver._conn, prep)
         except sqlite3.Error as exc:
             log.warning("database error: %s", _short(exc))
             raise StoreError(f"database error: {_short(exc)}") from None
@@ -417,10 +417,10 @@ class Store:
 
         The rows travel as five JSON documents (built by pydantic-core; the server parses
         each once, far cheaper than asyncpg's per-element array encoding); data-modifying
-        CTEs insert
-        the missing assets, the artifacts (``ON CONFLICT DO NOTHING``), the projection rows of
-        the artifacts actually inserted (joined on the ``RETURNING`` of that insert) and the
-        run summaries. Rows go in ``artifact_id`` order, so concurrent batches lock alike.
+        CTEs insert the missing assets, the artifacts (``ON CONFLICT DO NOTHING``), the
+        projection rows of the artifacts actually inserted (joined on the ``RETURNING`` of
+        that insert) and the run summaries. Rows go in ``artifact_id`` order, so concurrent
+        batches lock alike.
         """
         apg = await _asyncpg(conn)
         args = [to_json(part).decode() for part in (
@@ -440,22 +440,30 @@ class Store:
         return len(fresh)
 
     # -- selections ------------------------------------------------------------------------
-    async def candidates(self, asset_id: str, artifact_type: str) -> list[Candidate]:
-        async with self._connect() as conn:
-            rows = (await conn.execute(
-                sa.select(summaries_t.c.run_id, summaries_t.c.model_profile,
-                          summaries_t.c.last_created_at, runs_t.c.status)
-                .select_from(summaries_t.outerjoin(runs_t, runs_t.c.run_id == summaries_t.c.run_id))
-                .where(summaries_t.c.asset_id == asset_id,
-                       summaries_t.c.artifact_type == artifact_type)
-            )).all()
+    async def candidates(self, asset_id: str, artifact_type: str, *,
+                         conn: AsyncConnection | None = None) -> list[Candidate]:
+        """Runs with artifacts of the type (``conn``: reuse an open connection)."""
+        if conn is None:
+            async with self._connect() as own:
+                return await self.candidates(asset_id, artifact_type, conn=own)
+        rows = (await conn.execute(
+            sa.select(summaries_t.c.run_id, summaries_t.c.model_profile,
+                      summaries_t.c.last_created_at, runs_t.c.status)
+            .select_from(summaries_t.outerjoin(runs_t, runs_t.c.run_id == summaries_t.c.run_id))
+            .where(summaries_t.c.asset_id == asset_id,
+                   summaries_t.c.artifact_type == artifact_type)
+        )).all()
         return [Candidate(r[0], r[1], utc(r[2]), r[3]) for r in rows]
 
-    async def get_selection(self, asset_id: str, artifact_type: str) -> Selection:
-        async with self._connect() as conn:
-            row = (await conn.execute(sa.select(selections_t).where(
-                selections_t.c.asset_id == asset_id,
-                selections_t.c.artifact_type == artifact_type))).first()
+    async def get_selection(self, asset_id: str, artifact_type: str, *,
+                            conn: AsyncConnection | None = None) -> Selection:
+        """The stored selection policy (``conn``: reuse an open connection)."""
+        if conn is None:
+            async with self._connect() as own:
+                return await self.get_selection(asset_id, artifact_type, conn=own)
+        row = (await conn.execute(sa.select(selections_t).where(
+            selections_t.c.asset_id == asset_id,
+            selections_t.c.artifact_type == artifact_type))).first()
         if row is None:
             return Selection()
         return Selection(mode=row.mode, run_id=row.run_id, model_profile=row.model_profile)
@@ -477,13 +485,20 @@ class Store:
             await conn.execute(stmt)
 
     async def selected_run(self, asset_id: str, artifact_type: str,
-                           selection: Selection | None = None) -> str | None:
-        """The run whose artifacts count, per ``selection`` or the stored/default policy."""
+                           selection: Selection | None = None, *,
+                           conn: AsyncConnection | None = None) -> str | None:
+        """The run whose artifacts count, per ``selection`` or the stored/default policy.
+
+        ``conn`` reuses an open connection (jump and find run all their queries on one).
+        """
+        if conn is None:
+            async with self._connect() as own:
+                return await self.selected_run(asset_id, artifact_type, selection, conn=own)
         if selection is None:
-            selection = await self.get_selection(asset_id, artifact_type)
+            selection = await self.get_selection(asset_id, artifact_type, conn=conn)
         if selection.mode == "pinned":
             return selection.run_id
-        return resolve(selection, await self.candidates(asset_id, artifact_type))
+        return resolve(selection, await self.candidates(asset_id, artifact_type, conn=conn))
 
     async def artifact_types(self, asset_id: str) -> list[str]:
         async with self._connect() as conn:
