@@ -15,8 +15,10 @@ from rtc_annotator.commands import (
     config_cmd,
     demo_cmd,
     doctor_cmd,
+    jobs_cmd,
     pipelines_cmd,
     room_cmd,
+    spool_cmd,
     storage_cmd,
     store_cmd,
     submit_cmd,
@@ -27,6 +29,8 @@ from rtc_annotator.errors import RtcAnnotatorError
 app = typer.Typer(
     name="rtc-annotator",
     help="Run video annotation pipelines on remote GPU workers over WebRTC.",
+    epilog="Exit codes: 0 ok; 1 a job or check failed; 2 usage or configuration error; "
+    "130 interrupted (Ctrl-C).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -34,6 +38,8 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(room_cmd.app, name="room")
+app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(spool_cmd.app, name="spool")
 pipelines_cmd.register(app)  # pipelines, models, annotate
 store_cmd.register(app)  # results, jump, find, export, serve, db, select
 worker_cmd.register(app)  # worker
