@@ -308,3 +308,18 @@ async def test_sqlite_store_upgrades_from_0001_with_data(tmp_path: Any) -> None:
         assert hit is not None and hit.start_ms == 300
     finally:
         await s.close()
+
+
+async def test_jump_over_the_artifacts_table(store: Store) -> None:
+    """Kinds without a projection (metadata) are read from artifacts, row and all."""
+    asset = new_asset()
+    first = env(asset, "video.metadata", 5, 3000, ordinal=0)
+    second = env(asset, "video.metadata", 7, 3000, ordinal=1)
+    await store.ingest([first, second])
+    hit = await jump(store, asset, "metadata", 0, "next")
+    assert hit is not None and hit.artifact_id == first.artifact_id
+    assert hit.payload == first.payload
+    nxt = await jump(store, asset, "metadata", 0, "next", cursor=hit.artifact_id)
+    assert nxt is not None and nxt.artifact_id == second.artifact_id
+    assert await jump(store, asset, "metadata", 0, "next", cursor=second.artifact_id) is None
+    assert (await store.get_asset(asset))["duration_ms"] == 3000
