@@ -7,6 +7,13 @@
     library's :func:`~rtc_annotator.client.submit.submit_video`; print the result plus timings
     (``connect_s``: routed -> peer connected; ``upload_s``/``upload_bytes``) as JSON on stdout.
     Logs (INFO, including the ``ice pair selected`` line) go to stderr.
+``python tests/nat/nat_peer.py turn-alloc --server ADDR:PORT --user U --password P``
+    ask the TURN server for an allocation with aioice's TURN client; print ``allocated IP:PORT``
+    or ``refused <reason>``.
+``python tests/nat/nat_peer.py relay-check --server ADDR:PORT --user U --password P --private ADDR:PORT``
+    two allocations A and B relay to each other (``before``); then A sends one datagram to a
+    private peer address, as ICE does to the other side's host candidate; then A and B relay
+    again (``after``). Prints one JSON object (see :func:`_relay_check`).
 ``python tests/nat/nat_peer.py udp-echo --bind ADDR:PORT --seconds N``
     answer every UDP datagram with the same bytes (prints ``ready`` when bound).
 ``python tests/nat/nat_peer.py udp-probe --to ADDR:PORT``
@@ -102,6 +109,68 @@ async def _client(config: Path, video: Path, pipelines: list[str]) -> dict[str, 
     return out
 
 
+async def _turn_alloc(server: str, user: str, password: str, transport: str) -> str:
+    from aioice import stun, turn
+
+    try:
+        async with asyncio.timeout(5):
+            endpoint, _ = await turn.create_turn_endpoint(
+                asyncio.DatagramProtocol, server_addr=_addr(server), username=user,
+                password=password, transport=transport)
+    except stun.TransactionFailed as exc:
+        return f"refused {exc.response.error_code}"
+    except (TimeoutError, stun.TransactionTimeout, OSError) as exc:
+        return f"refused {type(exc).__name__}"
+    relayed = endpoint.get_extra_info("sockname")
+    endpoint.close()
+    await asyncio.sleep(0.2)  # let the REFRESH lifetime=0 (deallocation) go out
+    return f"allocated {relayed[0]}:{relayed[1]}"
+
+
+class _Inbox(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.errors: list[str] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.got.append(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(str(exc))
+
+
+async def _relay_check(server: str, user: str, password: str, private: str) -> dict[str, Any]:
+    """``before``/``after``: which directions A->B and B->A delivered; ``private_send``: what
+    the ChannelBind to the private peer answered (``bound`` or the error)."""
+    from aioice import turn
+
+    ends = []
+    for _ in range(2):
+        ends.append(await turn.create_turn_endpoint(
+            _Inbox, server_addr=_addr(server), username=user, password=password))
+    (ta, pa), (tb, pb) = ends
+    a_addr, b_addr = ta.get_extra_info("sockname"), tb.get_extra_info("sockname")
+
+    async def exchange(tag: str) -> dict[str, bool]:
+        ta.sendto(f"a2b-{tag}".encode(), b_addr)
+        tb.sendto(f"b2a-{tag}".encode(), a_addr)
+        await asyncio.sleep(0.5)
+        return {"a_to_b": f"a2b-{tag}".encode() in pb.got,
+                "b_to_a": f"b2a-{tag}".encode() in pa.got}
+
+    out: dict[str, Any] = {"before": await exchange("1")}
+    for _ in range(3):  # ICE retransmits its checks
+        ta.sendto(b"check", _addr(private))
+        await asyncio.sleep(0.2)
+    out["private_send"] = pa.errors[0] if pa.errors else "bound"
+    await asyncio.sleep(0.5)
+    out["after"] = await exchange("2")
+    for t in (ta, tb):
+        t.close()
+    await asyncio.sleep(0.3)
+    return out
+
+
 def _udp_echo(bind: str, seconds: float) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(_addr(bind))
@@ -145,6 +214,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--video", type=Path, required=True)
     p.add_argument("--pipelines", default="metadata,scenes")
+    p = sub.add_parser("turn-alloc")
+    p.add_argument("--server", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--transport", default="udp")
+    p = sub.add_parser("relay-check")
+    p.add_argument("--server", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--private", required=True)
     p = sub.add_parser("udp-echo")
     p.add_argument("--bind", required=True)
     p.add_argument("--seconds", type=float, default=10.0)
@@ -165,6 +244,11 @@ def main(argv: list[str]) -> int:
         out = asyncio.run(_client(args.config, args.video, args.pipelines.split(",")))
         print(json.dumps(out))
         return 0 if out["ok"] else 1
+    elif args.cmd == "turn-alloc":
+        print(asyncio.run(_turn_alloc(args.server, args.user, args.password, args.transport)))
+    elif args.cmd == "relay-check":
+        print(json.dumps(asyncio.run(
+            _relay_check(args.server, args.user, args.password, args.private))))
     elif args.cmd == "udp-echo":
         with contextlib.suppress(KeyboardInterrupt):
             _udp_echo(args.bind, args.seconds)
