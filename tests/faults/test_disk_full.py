@@ -58,13 +58,20 @@ async def _end(sig: SignalingClient, session_id: str) -> None:
         await sig.end_session(session_id)
 
 
+@pytest.mark.parametrize("mounted", ["files", "cache_dir"])
 async def test_disk_full_during_transfer(
-    tmp_path: Path, noisy_video: Path, make_settings: MakeSettings, start_agent: StartAgent
+    tmp_path: Path, noisy_video: Path, make_settings: MakeSettings, start_agent: StartAgent,
+    mounted: str,
 ) -> None:
+    """``files``: only the file cache is on the full disk, 64 KiB stay free. ``cache_dir``: the
+    outbox is on it too and not one byte is left; deleting the partial file is what frees the
+    room for the outbox's record of the job's end, and the client still gets its JOB_FAILED."""
     cache_dir = tmp_path / "w-full-cache"
     disk = cache_dir / "files"
     disk.mkdir(parents=True)
-    _mount_tmpfs(disk, "72m")
+    mountpoint = disk if mounted == "files" else cache_dir
+    _mount_tmpfs(mountpoint, "72m")
+    leave = 64 * 1024 if mounted == "files" else 0
     sha = await file_sha256(noisy_video)
     size = await asyncio.to_thread(os.path.getsize, noisy_video)
     client = make_settings("laptop", role="client")
@@ -82,7 +89,7 @@ async def test_disk_full_during_transfer(
         def fill_disk_mid_transfer(offset: int, frame: bytes) -> bytes:
             if "at" not in filled and partial.exists() and partial.stat().st_size >= MiB:
                 filled["at"] = offset
-                filled["file"] = _fill(disk, leave=64 * 1024)
+                filled["file"] = _fill(disk, leave=leave)
             return frame
 
         sid, worker, link = await connect_to(sig, list(PIPELINES), options=slow)
@@ -122,5 +129,5 @@ async def test_disk_full_during_transfer(
         await sig.close()
         if agent is not None:
             await stop_agent(agent)
-        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)],
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(mountpoint)],
                                 capture_output=True, timeout=10)
