@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,24 @@ def available() -> str | None:
     return None
 
 
+LAB_NAMES = ("pub", "natA", "natB", "lanA", "lanB")
+
+
+def sweep_stale() -> list[str]:
+    """Delete lab namespaces (``rtca<pid>-<name>``) left by a test process that no longer
+    exists (killed before its teardown ran). Returns the names removed."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                             timeout=10).stdout
+    removed = []
+    for line in listing.splitlines():
+        m = re.fullmatch(r"(rtca(\d+)-(\w+))(?: \(id: \d+\))?", line.strip())
+        if not m or m.group(3) not in LAB_NAMES or os.path.exists(f"/proc/{m.group(2)}"):
+            continue
+        subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True, timeout=20)
+        removed.append(m.group(1))
+    return removed
+
+
 @dataclass
 class NatLab:
     """Owns its namespaces (named ``<prefix>-pub`` etc.); :meth:`down` removes all of them."""
@@ -85,7 +104,8 @@ class NatLab:
             raise
 
     def _build(self) -> None:
-        for name in ("pub", "natA", "natB", "lanA", "lanB"):
+        sweep_stale()
+        for name in LAB_NAMES:
             _run("ip", "netns", "add", self.ns(name))
             self.created.append(self.ns(name))
             self._in(name, "ip", "link", "set", "lo", "up")
@@ -139,7 +159,7 @@ def main(argv: list[str]) -> int:
     if argv[1] == "up":
         lab.up()
     else:
-        lab.created = [lab.ns(n) for n in ("pub", "natA", "natB", "lanA", "lanB")]
+        lab.created = [lab.ns(n) for n in LAB_NAMES]
         lab.down()
     return 0
 

@@ -16,101 +16,36 @@ Needs root, ``ip netns``, iptables and coturn (``turnserver``); skips with the r
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import toml
 
 from signaling.turn import turn_credentials
 from tests.nat import netlab
+from tests.nat.harness import (
+    PEER,
+    PEER_RULES,
+    PY,
+    TURN_PORT,
+    Procs,
+    client_config,
+    run,
+    run_client,
+    start_coturn,
+    start_room,
+    start_worker,
+    wait_for,
+)
 from tests.nat.netlab import HOST_LAN, NAT_WAN, PUB_ADDR, NatLab
 
-ROOT = Path(__file__).resolve().parents[2]
-PEER = str(Path(__file__).with_name("nat_peer.py"))
-PY = sys.executable
-TURN_PORT = 3478
-SIG_PORT = 8765
-
-# The relay's peer-address rules (see docs/nat.md): deny every private range, allow the lab's
-# "public internet" (10.77.0.0/24, where the relay addresses live) again.
-PEER_RULES = [
-    "--denied-peer-ip=10.0.0.0-10.255.255.255",
-    "--denied-peer-ip=172.16.0.0-172.31.255.255",
-    "--denied-peer-ip=192.168.0.0-192.168.255.255",
-    "--allowed-peer-ip=10.77.0.0-10.77.0.255",
-]
-
 pytestmark = pytest.mark.timeout(150)
-
-
-@dataclass
-class Procs:
-    """Every process a test starts; :meth:`stop_all` ends them by pid (SIGTERM, then SIGKILL)."""
-
-    logdir: Path
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
-        env.update(YOLO_OFFLINE="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-                   PYTHONPATH=str(ROOT))
-        with (self.logdir / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    cwd=ROOT, start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logdir / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str) -> None:
-        for n, proc in self.procs:
-            if n == name:
-                _stop(proc)
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.procs):
-            _stop(proc)
-        self.procs.clear()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=8)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=5)
-
-
-def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env=env)
-
-
-def _wait_for(predicate: object, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -131,28 +66,13 @@ def lab() -> Iterator[NatLab]:
         lab.down()
 
 
-def _start_coturn(lab: NatLab, procs: Procs, name: str, secret: str, *, port: int,
-                  min_port: int, extra: list[str]) -> None:
-    tmp = procs.logdir
-    procs.start(name, [
-        *lab.exec_args("pub"), "turnserver", "-n", "--log-file=stdout", "-v",
-        f"--listening-ip={PUB_ADDR}", f"--relay-ip={PUB_ADDR}", f"--listening-port={port}",
-        f"--min-port={min_port}", f"--max-port={min_port + 39}",
-        "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=natlab.test",
-        "--no-tls", "--no-dtls", "--no-cli", f"--pidfile={tmp / (name + '.pid')}",
-        f"--userdb={tmp / (name + '.db')}", *extra,
-    ])
-    _wait_for(lambda: "UDP listener opened" in procs.log(name)
-              and "Relay ports initialization done" in procs.log(name), f"{name} to listen")
-
-
 @pytest.fixture(scope="module")
 def coturn(lab: NatLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Procs]]:
     """coturn in ``pub`` with the options docs/nat.md prescribes; yields (secret, procs)."""
     procs = Procs(tmp_path_factory.mktemp("coturn"))
     secret = secrets.token_urlsafe(24)
     try:
-        _start_coturn(lab, procs, "coturn", secret, port=TURN_PORT, min_port=49160,
+        start_coturn(lab, procs, "coturn", secret, port=TURN_PORT, min_port=49160,
                       extra=PEER_RULES)
         yield secret, procs
     finally:
@@ -183,7 +103,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 
 
 def _probe(lab: NatLab, ns: str, to: str) -> str:
-    r = _run([*lab.exec_args(ns), PY, PEER, "udp-probe", "--to", to])
+    r = run([*lab.exec_args(ns), PY, PEER, "udp-probe", "--to", to])
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -194,7 +114,7 @@ def test_lans_cannot_reach_each_other(lab: NatLab, procs: Procs) -> None:
         procs.start(f"echo-{ns}", [*lab.exec_args(ns), PY, PEER, "udp-echo", "--bind", bind,
                                    "--seconds", "20"])
     for ns in ("lanB", "pub"):
-        _wait_for(lambda ns=ns: "ready" in procs.log(f"echo-{ns}"), f"echo in {ns}")
+        wait_for(lambda ns=ns: "ready" in procs.log(f"echo-{ns}"), f"echo in {ns}")
     # egress through the NAT works: both LANs reach the public host
     assert _probe(lab, "lanA", f"{PUB_ADDR}:40000") == "reply"
     assert _probe(lab, "lanB", f"{PUB_ADDR}:40000") == "reply"
@@ -216,55 +136,12 @@ def test_turn_credentials_from_the_signaling_scheme(
     now = time.time() - 7200 if kind == "expired" else None
     user, password = turn_credentials(secret if kind != "wrong-secret" else "not-the-secret",
                                       "probe", ttl_s=600, now=now)
-    r = _run([*lab.exec_args("lanA"), PY, PEER, "turn-alloc", "--server",
+    r = run([*lab.exec_args("lanA"), PY, PEER, "turn-alloc", "--server",
               f"{PUB_ADDR}:{TURN_PORT}", "--user", user, "--password", password])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(expected), r.stdout
     if expected == "allocated":
         assert r.stdout.strip().startswith(f"allocated {PUB_ADDR}:")
-
-
-def _start_room(lab: NatLab, procs: Procs, secret: str, turn_url: str,
-                tmp_path: Path) -> dict[str, str]:
-    admin_secret = secrets.token_urlsafe(16)
-    url = f"ws://{PUB_ADDR}:{SIG_PORT}/ws"
-    procs.start("signaling", [
-        *lab.exec_args("pub"), PY, "-m", "signaling", "--host", PUB_ADDR,
-        "--port", str(SIG_PORT), "--state", str(tmp_path / "signaling.sqlite3"),
-        "--admin-secret", admin_secret, "--turn", turn_url, "--turn-secret", secret,
-        "--turn-ttl", "600", "--heartbeat", "1", "--gone-after", "4", "--log-level", "INFO"])
-    _wait_for(lambda: "listening" in procs.log("signaling"), "the signaling server", 15)
-    r = _run([*lab.exec_args("pub"), PY, PEER, "room", "--url", url,
-              "--admin-secret", admin_secret])
-    assert r.returncode == 0, r.stderr
-    return {"url": url, **json.loads(r.stdout)}
-
-
-def _start_worker(lab: NatLab, procs: Procs, room: dict[str, str], tmp_path: Path) -> None:
-    cfg = {
-        "signaling": {"url": room["url"], "token": room["worker"], "heartbeat_s": 1.0},
-        "worker": {"name": "natlab-worker", "cache_dir": str(tmp_path / "worker-cache"),
-                   "job_slots": 1, "pipelines": ["metadata", "scenes"]},
-        "ice": {"servers": [], "host_addresses": [HOST_LAN["B"]]},
-    }
-    path = tmp_path / "worker.toml"
-    path.write_text(toml.dumps(cfg))
-    procs.start("worker", [*lab.exec_args("lanB"), PY, "-m", "rtc_annotator",
-                           "--log-level", "INFO", "worker", "--config", str(path)])
-    r = _run([*lab.exec_args("pub"), PY, PEER, "wait-worker", "--url", room["url"],
-              "--token", room["client"], "--name", "natlab-worker", "--timeout", "20"])
-    assert r.stdout.strip() == "online", procs.log("worker")
-
-
-def _client_config(room: dict[str, str], tmp_path: Path) -> Path:
-    cfg = {
-        "signaling": {"url": room["url"], "token": room["client"]},
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'client-store.sqlite3'}"},
-        "ice": {"servers": [], "host_addresses": [HOST_LAN["A"]]},
-    }
-    path = tmp_path / "client.toml"
-    path.write_text(toml.dumps(cfg))
-    return path
 
 
 PAIR = re.compile(r"ice pair selected local_type=(\w+) local=(\S+) remote_type=(\w+) "
@@ -275,11 +152,10 @@ PAIR = re.compile(r"ice pair selected local_type=(\w+) local=(\S+) remote_type=(
 def test_job_through_turn_relay(lab: NatLab, coturn: tuple[str, Procs], video: Path,
                                 procs: Procs, tmp_path: Path, transport: str) -> None:
     secret, turn_procs = coturn
-    room = _start_room(lab, procs, secret, f"turn:{PUB_ADDR}:{TURN_PORT}?transport={transport}",
+    room = start_room(lab, procs, secret, f"turn:{PUB_ADDR}:{TURN_PORT}?transport={transport}",
                        tmp_path)
-    _start_worker(lab, procs, room, tmp_path)
-    r = _run([*lab.exec_args("lanA"), PY, PEER, "client", "--config",
-              str(_client_config(room, tmp_path)), "--video", str(video)], timeout=60)
+    start_worker(lab, procs, room, tmp_path)
+    r = run_client(lab, client_config(room, tmp_path), video)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n--- worker\n{procs.log('worker')}"
     out = json.loads(r.stdout)
 
@@ -292,7 +168,7 @@ def test_job_through_turn_relay(lab: NatLab, coturn: tuple[str, Procs], video: P
 
     # both peers selected a relay <-> relay pair: the data went through coturn
     client_pairs = PAIR.findall(r.stderr)
-    _wait_for(lambda: PAIR.search(procs.log("worker")) is not None, "the worker's pair log")
+    wait_for(lambda: PAIR.search(procs.log("worker")) is not None, "the worker's pair log")
     worker_pairs = PAIR.findall(procs.log("worker"))
     for pairs in (client_pairs, worker_pairs):
         assert pairs, "no selected pair logged"
@@ -320,11 +196,11 @@ def test_without_peer_rules_one_unroutable_peer_stops_the_relay(
     that allocation relays nothing (the channel binds still succeed). With the peer rules of
     docs/nat.md, coturn refuses the private peer (403) and the allocation keeps relaying."""
     secret = secrets.token_urlsafe(24)
-    _start_coturn(lab, procs, "coturn-default", secret, port=3479, min_port=49300, extra=[])
+    start_coturn(lab, procs, "coturn-default", secret, port=3479, min_port=49300, extra=[])
     runs = {}
     for name, port, key in (("default", 3479, secret), ("rules", TURN_PORT, coturn[0])):
         user, password = turn_credentials(key, "probe", ttl_s=600)
-        r = _run([*lab.exec_args("lanA"), PY, PEER, "relay-check", "--server",
+        r = run([*lab.exec_args("lanA"), PY, PEER, "relay-check", "--server",
                   f"{PUB_ADDR}:{port}", "--user", user, "--password", password,
                   "--private", f"{HOST_LAN['B']}:40000"], timeout=30)
         assert r.returncode == 0, r.stderr
