@@ -191,9 +191,17 @@ class WorkerAgent:
     # ------------------------------------------------------------------ jobs
 
     async def _set_load(self, delta: int) -> None:
+        """Count the job and tell the server in the background: a signaling outage must never
+        hold up a job (the signaling client re-sends the load when it re-registers)."""
         self._running += delta
-        with contextlib.suppress(Exception):
-            await self.signaling.update_load(self._running)
+
+        async def report(load: int) -> None:
+            with contextlib.suppress(Exception):
+                await self.signaling.update_load(load)
+
+        task = asyncio.create_task(report(self._running))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def execute(
         self, job: proto.JobRequest, input_path: Path, emit: Emit, progress: ProgressCb
