@@ -9,8 +9,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+# extra arguments: "package" or "package:command" when the command is named otherwise
 for extra in "$@"; do
-  command -v "$extra" >/dev/null 2>&1 || need+=("$extra")
+  pkg=${extra%%:*}; cmd=${extra#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -5,7 +5,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-scripts/ensure-system-deps.sh || exit 1
+extras=(openssl)
+# tests/nat builds NATed network namespaces with a coturn relay: root, iptables and coturn
+if [ "$(id -u)" -eq 0 ]; then extras+=(coturn:turnserver iptables); fi
+scripts/ensure-system-deps.sh "${extras[@]}" || exit 1
 
 pgdir=$(mktemp -d /tmp/rtc-annotator-pg.XXXXXX)
 trap 'scripts/test-postgres.sh stop "$pgdir"' EXIT INT TERM

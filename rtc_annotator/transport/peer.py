@@ -353,6 +353,8 @@ class PeerLink:
         self._incoming.put_nowait(None)
         if not self._hello.done():
             self._hello.set_exception(LinkClosed(f"link closed during handshake ({reason})"))
+            # Nobody may await it any more (connect timed out): mark it retrieved.
+            self._hello.exception()
         self._log.info("link closed", ctx={"reason": reason})
         for cb in self._close_callbacks:
             cb(self)
