@@ -327,7 +327,7 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> PeerMessa
     if not isinstance(obj, dict):
         raise ProtocolError("control message is not a map")
     kind = obj.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:  # a list/map type is unhashable
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r}",
                             hint=f"known types: {', '.join(sorted(MESSAGE_TYPES))}")
     try:

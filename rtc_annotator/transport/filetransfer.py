@@ -222,6 +222,9 @@ class FileReceiver:
             async with asyncio.timeout(self.link.options.dead_after_s + 5):
                 await self._lock.acquire()
             self._held = True
+            if self.done.is_set():  # aborted (link gone, offer replaced) while it waited
+                self._finish(self.result or ReceiveResult(offer.sha256, None, 0))
+                return
             cached = self.cache.lookup(offer.sha256)
             if cached is not None:  # another transfer of the same bytes finished meanwhile
                 self._finish(ReceiveResult(offer.sha256, cached, 0))
@@ -229,6 +232,10 @@ class FileReceiver:
                 return
             part = self.cache.partial_path(offer.sha256)
             have = await asyncio.to_thread(self._open_partial, part)
+            if self.done.is_set():  # aborted while the file was being opened
+                await asyncio.to_thread(self._close_file, False)
+                self._finish(self.result or ReceiveResult(offer.sha256, None, 0))
+                return
             self.cache.check_accept(offer.size, have)
         except (TransferError, OSError, TimeoutError) as exc:
             err = exc if isinstance(exc, TransferError) else TransferError(

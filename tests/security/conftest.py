@@ -118,3 +118,7 @@ async def raws(live: SignalingServer) -> AsyncIterator[RawFactory]:
     finally:
         for peer in peers:
             await peer.close()
+
+
+# real aiortc peers and a JobServer (the transport suite's environment)
+from tests.transport.conftest import Env, ToyExecutor, env  # noqa: E402, F401
