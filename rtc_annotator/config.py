@@ -315,6 +315,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply",
+                          hint="a configuration file needs only a few levels") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path}: invalid TOML: {exc}",
@@ -421,11 +424,21 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
     return "see config.example.toml for valid values"
 
 
+def _one_line(text: str) -> str:
+    """Escape control characters (a quoted TOML key may hold a newline): errors stay one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+MAX_REPORTED_ERRORS = 10
+"""A hostile or broken file with thousands of bad keys is reported by its first few."""
+
+
 def _format_validation(exc: ValidationError, source: str) -> ConfigError:
     """One message for all problems: ``file: [section] key: problem (fix: ...)``."""
     lines: list[str] = []
     hints: list[str] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_REPORTED_ERRORS]:
         section, key = _location(tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -437,8 +450,11 @@ def _format_validation(exc: ValidationError, source: str) -> ConfigError:
         where = f"{section} {key}".strip() if key else section
         hint = _hint_for(err, section, key)
         lines.append(f"{where}: {msg}")
-        hints.append(f"{where}: {hint}" if len(exc.errors()) > 1 else hint)
-    return ConfigError(f"{source}: " + "; ".join(lines), hint="; ".join(hints))
+        hints.append(f"{where}: {hint}" if len(errors) > 1 else hint)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        lines.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more problem(s)")
+    return ConfigError(_one_line(f"{source}: " + "; ".join(lines)),
+                       hint=_one_line("; ".join(hints)))
 
 
 def load_settings(
@@ -473,6 +489,7 @@ def load_settings(
         try:
             StorageBackend(name=name, base_path=settings.storage[name].base_path)
         except RtcAnnotatorError as exc:
-            raise ConfigError(f"{source}: [storage.{name}]: {exc.message}", hint=exc.hint) from None
+            raise ConfigError(_one_line(f"{source}: [storage.{name}]: {exc.message}"),
+                              hint=exc.hint) from None
     settings.source = file
     return settings

@@ -76,14 +76,15 @@ def sanitize_name(name: str, *, limit: int = 120) -> str:
     """A file name safe on every filesystem: no separators, controls, dots-only or reserved
     characters; keeps the extension; never empty."""
     base = unicodedata.normalize("NFKC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = re.sub(r"[\x00-\x1f\x7f<>:\"|?*]", "_", base).strip(" .")
+    base = re.sub(r"[\x00-\x1f\x7f-\x9f<>:\"|?*]", "_", base).strip(" .")
     if not base:
         base = "input"
     if len(base.encode()) > limit:
         stem, dot, ext = base.rpartition(".")
-        ext = ext[:16] if dot else ""
-        stem = (stem if dot else base).encode()[: limit - len(ext) - 1].decode("utf-8", "ignore")
-        base = f"{stem}.{ext}" if ext else stem
+        ext = ext[:16].strip(" .") if dot else ""  # counted in bytes below, not characters
+        room = limit - len(ext.encode()) - 1 if ext else limit
+        stem = (stem if dot else base).encode()[:room].decode("utf-8", "ignore").strip(" .")
+        base = f"{stem or 'input'}.{ext}" if ext else (stem or "input")
     return base
 
 
@@ -230,6 +231,8 @@ class FileReceiver:
                 self._finish(ReceiveResult(offer.sha256, cached, 0))
                 await self._status(offer.size, complete=True)
                 return
+            if offer.size > self.cache.max_bytes:  # refuse before any partial file exists
+                self.cache.check_accept(offer.size)
             part = self.cache.partial_path(offer.sha256)
             have = await asyncio.to_thread(self._open_partial, part)
             if self.done.is_set():  # aborted while the file was being opened
