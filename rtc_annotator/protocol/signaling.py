@@ -402,6 +402,25 @@ def error_frame(exc: SignalingError | FrameError, request_id: str | None = None)
 
 # --------------------------------------------------------------------------- codec
 
+MAX_DEPTH = 32
+"""Deepest nesting of objects/arrays accepted in a frame (relayed ``signal`` data included)."""
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """True when ``obj`` nests more than ``limit`` containers (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _peek_id(obj: dict[str, Any]) -> str | None:
     rid = obj.get("id")
     if isinstance(rid, str) and 0 < len(rid) <= 64:
@@ -426,6 +445,9 @@ def decode_request(frame: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> B
         raise FrameError(Codes.MALFORMED_FRAME, "frame is not a JSON object",
                          hint='send an object like {"type": "heartbeat", "id": "1"}')
     rid = _peek_id(obj)
+    if _too_deep(obj, MAX_DEPTH):
+        raise FrameError(Codes.INVALID_MESSAGE, f"frame nested deeper than {MAX_DEPTH} levels",
+                         hint="no message of this protocol needs that", request_id=rid)
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise FrameError(Codes.MALFORMED_FRAME, "frame has no string 'type'",
