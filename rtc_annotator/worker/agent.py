@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,8 @@ class WorkerAgent:
             async for batch in handle.outputs():
                 envelopes = builder.build(batch)
                 total += len(envelopes)
-                await emit([e.model_dump(mode="json") for e in envelopes])
+                for chunk in _by_size([e.model_dump(mode="json") for e in envelopes]):
+                    await emit(chunk)
                 last = batch[-1]
                 fraction = min(1.0, last.span_end_ms / duration_ms) if duration_ms else 0.0
                 await progress(builder.pipeline_of(last.artifact_type), fraction)
@@ -252,6 +254,27 @@ class WorkerAgent:
                 for name in pipelines
             }
         }
+
+
+MAX_BATCH_BYTES = 128 * 1024
+"""Keep each ARTIFACT_BATCH well under aiortc's 256 KiB limit for one data-channel message."""
+
+
+def _by_size(envelopes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split envelopes into batches of at most ``MAX_BATCH_BYTES`` (JSON size as estimate)."""
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for env in envelopes:
+        n = len(json.dumps(env, separators=(",", ":"), default=str))
+        if current and size + n > MAX_BATCH_BYTES:
+            batches.append(current)
+            current, size = [], 0
+        current.append(env)
+        size += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _duration_ms(path: Path) -> int:
