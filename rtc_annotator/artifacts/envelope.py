@@ -32,7 +32,10 @@ class EnvelopeFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    artifact_id: str = Field(min_length=1, max_length=64, description="Deterministic id.")
+    artifact_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[!-~]+$",
+        description="Deterministic id (printable ASCII, no spaces).",
+    )
     asset_id: str = Field(pattern=SHA256_HEX, description="sha256 hex of the video bytes.")
     artifact_type: str = Field(min_length=1, max_length=64, description="e.g. 'scene'.")
     schema_version: int = Field(ge=1, description="Version of the payload schema.")

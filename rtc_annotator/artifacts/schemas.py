@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rtc_annotator.errors import RtcAnnotatorError
 
@@ -24,6 +31,16 @@ class SchemaError(RtcAnnotatorError):
 class _Payload(BaseModel):
     # NaN and infinity have no JSON form (PostgreSQL's JSONB refuses them): reject them here
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("text", "language", "word", "label", "codec", "languages",
+                     mode="after", check_fields=False)
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text and JSONB cannot hold NUL: refuse it at validation, not in the database
+        items = value if isinstance(value, list) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class _Span(_Payload):

@@ -65,6 +65,14 @@ def artifact_type_for(kind: str) -> str:
     raise QueryError(f"unknown kind {kind!r}", hint="kinds: " + ", ".join(KINDS))
 
 
+def _check_cursor(cursor: str | None) -> None:
+    """A cursor is an artifact id a previous answer returned: printable ASCII, 1-64 chars."""
+    if cursor is not None and not (0 < len(cursor) <= 64 and cursor.isascii()
+                                   and cursor.isprintable() and " " not in cursor):
+        raise QueryError("cursor is not an artifact id",
+                         hint="pass the artifact id of a previous jump/find answer")
+
+
 def _check_direction(direction: str) -> None:
     if direction not in ("next", "prev"):
         raise QueryError(f"unknown direction {direction!r}", hint="use next or prev")
@@ -85,6 +93,7 @@ async def jump(
     """The next/previous artifact of ``kind``, or ``None`` when there is none."""
     check_asset_id(asset_id)
     _check_direction(direction)
+    _check_cursor(cursor)
     atype = artifact_type_for(kind)
     if labels and atype != "object.detection":
         raise QueryError("label filters apply to kind 'object' only", hint="drop --label")
@@ -163,6 +172,7 @@ async def find(
     """The next/previous transcript or OCR segment matching ``text``, with a snippet."""
     check_asset_id(asset_id)
     _check_direction(direction)
+    _check_cursor(cursor)
     if source not in ("transcript", "ocr", "all"):
         raise QueryError(f"unknown source {source!r}", hint="use transcript, ocr or all")
     phrases = parse(text)
