@@ -15,6 +15,7 @@ from rtc_annotator.config import Settings
 from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.transport.peer import LinkOptions
 from rtc_annotator.worker.agent import WorkerAgent
+from rtc_annotator.worker.runner import JobRunner
 from signaling.app import SignalingServer
 from signaling.config import ServerConfig
 
@@ -82,20 +83,55 @@ def make_settings(tmp_path: Path, signaling_server: SignalingServer,
     return make
 
 
+async def wait_online(url: str, token: str, names: set[str], *, present: bool = True) -> None:
+    """Wait (at most 60 s) until every worker in ``names`` is listed (or, with
+    ``present=False``, none of them is)."""
+    admin = SignalingClient(url, token=token, reconnect=False)
+    await admin.connect()
+    try:
+        for _ in range(1200):
+            listed = {w["name"] for w in await admin.list_workers()}
+            if (names <= listed) if present else not (names & listed):
+                return
+            await asyncio.sleep(0.05)
+        state = "did not register" if present else "are still listed"
+        raise AssertionError(f"workers {sorted(names)} {state}")
+    finally:
+        await admin.close()
+
+
 StartWorker = Callable[..., Awaitable[WorkerAgent]]
+_agent_tasks: dict[int, asyncio.Task[None]] = {}
+
+
+async def stop_worker(agent: WorkerAgent) -> None:
+    """Stop an agent started by ``start_worker`` before the end of the test."""
+    agent.stop()
+    await asyncio.wait_for(asyncio.shield(_agent_tasks[id(agent)]), 20)
 
 
 @pytest.fixture
 async def start_worker(make_settings: MakeSettings) -> AsyncIterator[StartWorker]:
+    """In-process worker agents (real signaling client, peer links, child-process runner),
+    stopped and awaited at the end of the test."""
     agents: list[tuple[WorkerAgent, asyncio.Task[None]]] = []
 
-    async def start(name: str, storage: dict[str, str] | None = None) -> WorkerAgent:
+    async def start(name: str, storage: dict[str, str] | None = None, *,
+                    job_slots: int | None = None, cache_dir: Path | None = None,
+                    batch_max: int | None = None) -> WorkerAgent:
         settings = make_settings(name, role="worker", storage=storage)
+        if job_slots is not None:
+            settings.worker.job_slots = job_slots
+        if cache_dir is not None:
+            settings.worker.cache_dir = cache_dir
         sig = SignalingClient.from_settings(settings.signaling, name=name,
                                             reconnect_min_s=0.05, request_timeout_s=10.0)
-        agent = WorkerAgent(settings, signaling=sig, link_options=fast_link())
+        runner = (JobRunner(settings, batch_max=batch_max, flush_s=0.05)
+                  if batch_max is not None else None)
+        agent = WorkerAgent(settings, signaling=sig, link_options=fast_link(), runner=runner)
         task = asyncio.create_task(agent.run())
         agents.append((agent, task))
+        _agent_tasks[id(agent)] = task
         async with asyncio.timeout(15):
             while not agent.ready.is_set():
                 if task.done():
@@ -108,6 +144,7 @@ async def start_worker(make_settings: MakeSettings) -> AsyncIterator[StartWorker
     finally:
         for agent, _task in agents:
             agent.stop()
-        for _agent, task in agents:
+        for agent, task in agents:
+            _agent_tasks.pop(id(agent), None)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 20)

@@ -22,12 +22,11 @@ import toml
 
 from rtc_annotator.client.jobs import JobRegistry, JobStatus
 from rtc_annotator.client.submit import submit_video
-from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.store import Store
 from rtc_annotator.transport.peer import LinkOptions
 from signaling.app import SignalingServer
 
-from .conftest import MakeSettings, fast_link
+from .conftest import MakeSettings, fast_link, wait_online
 
 
 def quick_link() -> LinkOptions:
@@ -81,19 +80,6 @@ class WorkerProcs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-
-
-async def wait_online(url: str, token: str, names: set[str]) -> None:
-    admin = SignalingClient(url, token=token, reconnect=False)
-    await admin.connect()
-    try:
-        for _ in range(600):
-            if names <= {w["name"] for w in await admin.list_workers()}:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"workers {names} did not register")
-    finally:
-        await admin.close()
 
 
 @pytest.fixture

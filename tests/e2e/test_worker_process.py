@@ -12,22 +12,14 @@ from pathlib import Path
 
 import toml
 
-from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.store import Store
 from signaling.app import SignalingServer
+
+from .conftest import wait_online
 
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
-
-
-async def _wait_listed(admin: SignalingClient, name: str, present: bool) -> None:
-    for _ in range(600):
-        listed = any(w["name"] == name for w in await admin.list_workers())
-        if listed == present:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"worker {name} {'never appeared' if present else 'still listed'}")
 
 
 async def test_sigterm_unregisters_and_exits_zero(
@@ -43,10 +35,8 @@ async def test_sigterm_unregisters_and_exits_zero(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rtc_annotator", "--log-level", "INFO", "worker", "--config",
         str(cfg), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
-    admin = SignalingClient(signaling_server.url, token=room_tokens["admin"], reconnect=False)
-    await admin.connect()
     try:
-        await _wait_listed(admin, "node-1", True)
+        await wait_online(signaling_server.url, room_tokens["admin"], {"node-1"})
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             out, _ = await proc.communicate()
@@ -54,12 +44,11 @@ async def test_sigterm_unregisters_and_exits_zero(
         text = out.decode()
         assert "worker registered" in text and "worker stopped" in text
         assert "Traceback" not in text
-        await _wait_listed(admin, "node-1", False)
+        await wait_online(signaling_server.url, room_tokens["admin"], {"node-1"}, present=False)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        await admin.close()
 
 
 def test_worker_without_token_is_a_clear_error(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,15 @@ from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.store import Store
 from rtc_annotator.transport.peer import CallbackSignaler, LinkOptions, PeerLink
 from rtc_annotator.worker.agent import WorkerAgent
-from rtc_annotator.worker.runner import JobRunner
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import ADMIN_SECRET, MakeSettings, fast_link
+from tests.e2e.conftest import ADMIN_SECRET, fast_link
+from tests.e2e.conftest import MakeSettings as MakeSettings  # re-exported for the tests
 
 # the e2e fixtures, re-exported for this directory
 signaling_server = e2e.signaling_server
 room_tokens = e2e.room_tokens
 make_settings = e2e.make_settings
-_agent_tasks: dict[int, asyncio.Task[None]] = {}
+start_worker = e2e.start_worker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,45 +182,19 @@ StartAgent = Callable[..., Awaitable[WorkerAgent]]
 
 
 @pytest.fixture
-async def start_agent(make_settings: MakeSettings) -> AsyncIterator[StartAgent]:
-    """In-process worker agents, stopped (and awaited) at the end of the test."""
-    agents: list[tuple[WorkerAgent, asyncio.Task[None]]] = []
+def start_agent(start_worker: e2e.StartWorker) -> StartAgent:
+    """In-process worker agents with the fault tests' defaults (2 slots, one output per batch,
+    so faults can strike between batches); see ``tests/e2e/conftest.py``."""
 
     async def start(name: str, *, job_slots: int = 2, cache_dir: Path | None = None,
                     batch_max: int = 1) -> WorkerAgent:
-        settings = make_settings(name, role="worker")
-        settings.worker.job_slots = job_slots
-        if cache_dir is not None:
-            settings.worker.cache_dir = cache_dir
-        sig = SignalingClient.from_settings(settings.signaling, name=name,
-                                            reconnect_min_s=0.05, request_timeout_s=10.0)
-        runner = JobRunner(settings, batch_max=batch_max, flush_s=0.05)
-        agent = WorkerAgent(settings, signaling=sig, link_options=fast_link(), runner=runner)
-        task = asyncio.create_task(agent.run())
-        agents.append((agent, task))
-        _agent_tasks[id(agent)] = task
-        async with asyncio.timeout(15):
-            while not agent.ready.is_set():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        return agent
+        return await start_worker(name, job_slots=job_slots, cache_dir=cache_dir,
+                                  batch_max=batch_max)
 
-    try:
-        yield start
-    finally:
-        for agent, _task in agents:
-            agent.stop()
-        for agent, task in agents:
-            _agent_tasks.pop(id(agent), None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 20)
+    return start
 
 
-async def stop_agent(agent: WorkerAgent) -> None:
-    """Stop an agent started by ``start_agent`` before the end of the test."""
-    agent.stop()
-    await asyncio.wait_for(asyncio.shield(_agent_tasks[id(agent)]), 20)
+stop_agent = e2e.stop_worker
 
 
 async def connect_to(sig: SignalingClient, pipelines: list[str], *, worker: str | None = None,

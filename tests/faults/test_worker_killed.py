@@ -21,9 +21,9 @@ from typing import Any
 import toml
 
 from rtc_annotator.client.submit import submit_video
-from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.store import Store
 from signaling.app import SignalingServer
+from tests.e2e.conftest import wait_online
 
 from .conftest import MakeSettings, Procs, fast_link
 
@@ -44,19 +44,6 @@ def _worker_config(tmp: Path, url: str, token: str, name: str, storage: dict[str
     return cfg
 
 
-async def _wait_online(url: str, token: str, names: set[str]) -> None:
-    admin = SignalingClient(url, token=token, reconnect=False)
-    await admin.connect()
-    try:
-        for _ in range(1200):
-            if names <= {w["name"] for w in await admin.list_workers()}:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"workers {names} did not register")
-    finally:
-        await admin.close()
-
-
 async def test_sigkilled_worker_job_moves_to_a_worker_with_the_backend(
     tmp_path: Path, procs: Procs, make_video: Any, make_settings: MakeSettings,
     signaling_server: SignalingServer, room_tokens: dict[str, str],
@@ -74,7 +61,7 @@ async def test_sigkilled_worker_job_moves_to_a_worker_with_the_backend(
         cfg = _worker_config(tmp_path, signaling_server.url, room_tokens["worker"], name, storage)
         procs.spawn(name, ["-m", "rtc_annotator", "--log-level", "INFO", "worker", "--config",
                            str(cfg)])
-    await _wait_online(signaling_server.url, room_tokens["admin"], set(workers))
+    await wait_online(signaling_server.url, room_tokens["admin"], set(workers))
 
     settings = make_settings("laptop-k", role="client", storage={"vast": str(share)})
     store = await Store.open(settings.database.url)
