@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -23,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PEER = str(Path(__file__).with_name("nat_peer.py"))
 PY = sys.executable
 TURN_PORT = 3478
-SIG_PORT = 8765
 
 # The relay's peer-address rules (see docs/nat.md): deny every private range, allow the lab's
 # "public internet" (10.77.0.0/24, where the relay addresses live) again.
@@ -84,19 +84,26 @@ def run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str
                           env=env)
 
 
-def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 10.0) -> None:
+def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 10.0, *,
+             proc: subprocess.Popen[bytes] | None = None,
+             log: Callable[[], str] | None = None) -> None:
+    """Poll ``predicate``; fail early when ``proc`` exits, and show ``log``'s tail on failure."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None:
+            tail = log()[-3000:] if log else ""
+            raise AssertionError(f"{what} exited with {proc.returncode}:\n{tail}")
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = log()[-3000:] if log else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
 
 
 def start_coturn(lab: NatLab, procs: Procs, name: str, secret: str, *, port: int,
                   min_port: int, extra: list[str]) -> None:
     tmp = procs.logdir
-    procs.start(name, [
+    proc = procs.start(name, [
         *lab.exec_args("pub"), "turnserver", "-n", "--log-file=stdout", "-v",
         f"--listening-ip={PUB_ADDR}", f"--relay-ip={PUB_ADDR}", f"--listening-port={port}",
         f"--min-port={min_port}", f"--max-port={min_port + 39}",
@@ -105,7 +112,8 @@ def start_coturn(lab: NatLab, procs: Procs, name: str, secret: str, *, port: int
         f"--userdb={tmp / (name + '.db')}", *extra,
     ])
     wait_for(lambda: "UDP listener opened" in procs.log(name)
-             and "Relay ports initialization done" in procs.log(name), f"{name} to listen")
+             and "Relay ports initialization done" in procs.log(name), f"{name} to listen", 30,
+             proc=proc, log=lambda: procs.log(name))
 
 
 def start_room(lab: NatLab, procs: Procs, secret: str | None, turn_url: str | None,
@@ -113,15 +121,21 @@ def start_room(lab: NatLab, procs: Procs, secret: str | None, turn_url: str | No
     """Signaling server in ``pub`` (handing out ``turn_url`` with credentials from ``secret``,
     or no ICE servers when None), a room, and its worker and client tokens."""
     admin_secret = secrets.token_urlsafe(16)
-    url = f"ws://{PUB_ADDR}:{SIG_PORT}/ws"
     turn = ["--turn", turn_url, "--turn-secret", secret, "--turn-ttl", "600"] \
         if turn_url and secret else []
-    procs.start("signaling", [
+    # port 0: the kernel picks a free port, so a previous test's server still letting go of
+    # its socket can never make this one fail to bind
+    proc = procs.start("signaling", [
         *lab.exec_args("pub"), PY, "-m", "signaling", "--host", PUB_ADDR,
-        "--port", str(SIG_PORT), "--state", str(tmp_path / "signaling.sqlite3"),
+        "--port", "0", "--state", str(tmp_path / "signaling.sqlite3"),
         "--admin-secret", admin_secret, *turn,
         "--heartbeat", "1", "--gone-after", "4", "--log-level", "INFO"])
-    wait_for(lambda: "listening" in procs.log("signaling"), "the signaling server", 15)
+    listening = re.compile(r"signaling server listening on (ws://\S+)")
+    wait_for(lambda: listening.search(procs.log("signaling")), "the signaling server", 60,
+             proc=proc, log=lambda: procs.log("signaling"))
+    match = listening.search(procs.log("signaling"))
+    assert match is not None
+    url = match.group(1)
     r = run([*lab.exec_args("pub"), PY, PEER, "room", "--url", url,
              "--admin-secret", admin_secret])
     assert r.returncode == 0, r.stderr
