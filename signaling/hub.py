@@ -102,6 +102,8 @@ class Hub:
         self.conns: set[Conn] = set()
         self.by_identity: dict[tuple[str, str], Conn] = {}
         self.absent: dict[tuple[str, str], float] = {}
+        self.owners: dict[tuple[str, str], str] = {}
+        """Token id (``jti``) holding each live or absent identity (see :meth:`_check_claim`)."""
         self.queues: dict[str, list[QueuedRoute]] = {}
         self.decisions: dict[str, deque[p.Decision]] = {}
         self.closing = False
@@ -201,10 +203,13 @@ class Hub:
         if queue:
             self.queues[room] = [q for q in queue if q.conn is not conn]
             self._announce_positions(room)
-        if conn.identity is not None and self.by_identity.get((room, conn.identity)) is conn:
-            del self.by_identity[(room, conn.identity)]
-            if self.sessions.of(room, conn.identity):
-                self.absent[(room, conn.identity)] = time.monotonic()
+        key = (room, conn.identity) if conn.identity is not None else None
+        if key is not None and self.by_identity.get(key) is conn:
+            del self.by_identity[key]
+            if self.sessions.of(*key):
+                self.absent[key] = time.monotonic()  # still bound to its token until then
+            else:
+                self.owners.pop(key, None)  # gone for good: any token of the role may claim it
 
     def sweep(self) -> None:
         """Close silent connections and end sessions whose member did not come back."""
@@ -227,15 +232,19 @@ class Hub:
                 for entry in workers.values():
                     entry.prune(wall, known.policy.recent_window_s)
         for key, since in list(self.absent.items()):
-            if now - since <= cfg.session_grace_s:
-                continue
-            del self.absent[key]
-            room, identity = key
-            for s in self.sessions.of(room, identity):
-                self._finish(s, f"{identity} gone", by=identity)
-            if identity.startswith("worker:"):
-                self._orphans.pop((room, identity[len("worker:"):]), None)
-            self._process_queue(room)
+            if now - since > cfg.session_grace_s:
+                self._forget(*key, reason=f"{key[1]} gone")
+
+    def _forget(self, room: str, identity: str, *, reason: str) -> None:
+        """``identity`` is gone for good: end its sessions, free its slots and its name."""
+        key = (room, identity)
+        self.absent.pop(key, None)
+        self.owners.pop(key, None)
+        for s in self.sessions.of(room, identity):
+            self._finish(s, reason, by=identity)
+        if identity.startswith("worker:"):
+            self._orphans.pop((room, identity[len("worker:"):]), None)
+        self._process_queue(room)
 
     def shutdown(self) -> None:
         """Tell every peer to reconnect (they will find the restarted server)."""
@@ -278,10 +287,14 @@ class Hub:
         if claims.room not in self.store.rooms:
             raise SignalingError(f"room {claims.room!r} does not exist",
                                  code=Codes.ROOM_NOT_FOUND, hint="create it with room create")
-        conn.claims, conn.role, conn.room = claims, claims.role, claims.room
+        identity: str | None = None
         if claims.role != "worker":
             name = msg.name or f"{claims.jti}-{secrets.token_hex(3)}"
-            self._bind(conn, f"{claims.role}:{name}")
+            identity = f"{claims.role}:{name}"
+            self._check_claim(conn, claims.room, identity, claims.jti)  # before any change
+        conn.claims, conn.role, conn.room = claims, claims.role, claims.room
+        if identity is not None:
+            self._bind(conn, identity)
         conn.set_state(ConnState.AUTHENTICATED)
         log.info("peer authenticated", ctx={"conn": conn.id, "room": conn.room,
                                             "role": conn.role, "identity": conn.identity,
@@ -295,12 +308,49 @@ class Hub:
                 "gone_after_s": self.config.gone_after_s,
                 "max_frame_bytes": self.config.max_frame_bytes, "server_time": time.time()}
 
+    def _check_claim(self, conn: Conn, room: str, identity: str, jti: str) -> None:
+        """Refuse ``identity`` to ``conn`` (token id ``jti``) when another token holds it.
+
+        An identity is held by the token that first claimed it for as long as it has a live
+        connection or is absent within ``session_grace_s`` (its sessions are kept for it). The
+        same token may always come back (and replaces its old connection); another token gets
+        ``IDENTITY_IN_USE`` and nothing changes for the holder.
+        """
+        key = (room, identity)
+        holder = self.owners.get(key)
+        if holder is None or holder == jti:
+            return
+        if key not in self.by_identity and key not in self.absent:
+            del self.owners[key]  # stale: the identity is gone, the name is free
+            return
+        live = self.by_identity.get(key)
+        log.warning("identity in use by another token, refused", ctx={
+            "room": room, "identity": identity, "conn": conn.id,
+            "holder_conn": live.id if live is not None else None,
+            "holder_absent": live is None, "token_id": jti, "holder_token_id": holder})
+        if identity.startswith("worker:"):
+            other = "register under another worker name"
+        else:
+            other = "say hello with another name"
+        raise SignalingError(
+            f"{identity} is in use in room {room!r} by a connection with another token",
+            code=Codes.IDENTITY_IN_USE,
+            hint=f"{other}, or wait until the other connection is gone (an absent identity is "
+            f"kept {self.config.session_grace_s:g} s for its sessions), or ask the room admin "
+            "to revoke the other token")
+
     def _bind(self, conn: Conn, identity: str) -> None:
-        """Make ``conn`` the live connection of ``identity``; close the one it replaces."""
+        """Make ``conn`` the live connection of ``identity``; close the one it replaces.
+
+        Raises ``IDENTITY_IN_USE`` (see :meth:`_check_claim`) before changing anything.
+        """
+        assert conn.claims is not None
         key = (conn.room, identity)
+        self._check_claim(conn, conn.room, identity, conn.claims.jti)
         old = self.by_identity.get(key)
         conn.identity = identity
         self.by_identity[key] = conn
+        self.owners[key] = conn.claims.jti
         self.absent.pop(key, None)
         if old is not None and old is not conn:
             log.info("connection replaced", ctx={"identity": identity, "old": old.id,
@@ -572,7 +622,13 @@ class Hub:
                 other.close(4003, "token revoked")
                 self.connection_closed(other)
                 closed += 1
-        log.info("token revoked", ctx={"room": conn.room, "jti": msg.token_id, "closed": closed})
+        # the token can never come back: end its absent identities' sessions, free their names
+        freed = [key for key, jti in self.owners.items()
+                 if jti == msg.token_id and key[0] == conn.room and key not in self.by_identity]
+        for room, identity in freed:
+            self._forget(room, identity, reason=f"{identity} token revoked")
+        log.info("token revoked", ctx={"room": conn.room, "jti": msg.token_id, "closed": closed,
+                                       "identities_freed": len(freed)})
         return {"type": "ok", "id": msg.id, "closed_connections": closed}
 
     async def _get_policy(self, conn: Conn, msg: p.GetPolicy) -> Reply:
