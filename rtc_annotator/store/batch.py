@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,18 +83,22 @@ class Prepared:
 
 def prepare_batch(envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
                   sqlite_times: bool = False, seen: set[str] | None = None,
-                  first_index: int = 0) -> Prepared:
+                  first_index: int = 0, yield_every: int = 0) -> Prepared:
     """Validate every envelope and build its rows; raise ``SchemaError`` naming the index.
 
-    ``sqlite_times`` (the SQLite writer) gives times as SQLite text (as SQLAlchemy stores them)
-    and the payload as compact JSON text made by pydantic-core; otherwise (PostgreSQL) times
-    are datetimes and the payload is its validated model, serialised with the whole batch.
+    The payload is the validated model as compact JSON text (made by pydantic-core). Times are
+    SQLite text (as SQLAlchemy stores them) when ``sqlite_times``, else datetimes (the
+    PostgreSQL writer sends them in binary ``COPY``).
     Ids in ``seen`` (updated) are skipped, so consecutive chunks of one batch share it;
     ``first_index`` is the index of ``envelopes[0]`` in the whole batch, for error messages.
+    ``yield_every`` (in a worker thread): release the GIL after this many envelopes, so the
+    event loop's thread is not kept waiting for the interpreter's 5 ms switch interval.
     """
     prep = Prepared()
     seen = set() if seen is None else seen
     for index, value in enumerate(envelopes, first_index):
+        if yield_every and index % yield_every == 0:
+            time.sleep(0)
         e, p = check_envelope(value, index)
         aid = e.artifact_id
         if aid in seen:
@@ -104,7 +109,7 @@ def prepare_batch(envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
         prep.asset_ids.add(e.asset_id)
         prep.artifact_rows.append((
             aid, e.asset_id, e.artifact_type, e.schema_version, e.span_start_ms, e.span_end_ms,
-            p.__pydantic_serializer__.to_json(p).decode() if sqlite_times else p,
+            p.__pydantic_serializer__.to_json(p).decode(),
             e.producer, e.producer_version,
             e.model_profile, e.config_hash, e.input_hash, e.run_id, created,
         ))

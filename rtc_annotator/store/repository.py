@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic_core import to_json
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -32,12 +31,9 @@ from rtc_annotator.artifacts.envelope import ArtifactEnvelope
 from rtc_annotator.artifacts.schemas import SchemaError, registry
 from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.logs import get_logger
-from rtc_annotator.store import migrate
+from rtc_annotator.store import migrate, pg_write
 from rtc_annotator.store.batch import (
     ENVELOPE_FIELDS,
-    OBJECT_COLS,
-    SCENE_COLS,
-    TEXT_COLS,
     Prepared,
     prepare_batch,
     sqlite_write,
@@ -59,62 +55,9 @@ log = get_logger(__name__)
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
-PG_CHUNK = 250  # PostgreSQL: a batch is written in statements of this many envelopes
+PG_CHUNK = 500  # PostgreSQL: a batch is validated and written in chunks of this many envelopes
+PREPARE_YIELD_EVERY = 16  # a validating thread lets the event loop run this often (envelopes)
 
-
-def _pg_ingest_sql() -> str:
-    """The one statement of a PostgreSQL ingest (see :meth:`Store._pg_ingest`).
-
-    ``$1`` is a JSON array of asset ids, ``$2``..``$5`` JSON arrays of row arrays for
-    artifacts, text segments, object labels and scene ranges (column order of
-    ``ENVELOPE_FIELDS``, ``TEXT_COLS``, ``OBJECT_COLS``, ``SCENE_COLS``). The server parses
-    each document once (``jsonb``); an artifact's payload is taken as ``jsonb`` as it is.
-    """
-    types = {"schema_version": "int", "span_start_ms": "bigint", "span_end_ms": "bigint",
-             "created_at": "timestamptz", "start_ms": "bigint", "end_ms": "bigint",
-             "confidence": "float8", "scene_index": "int"}
-
-    def fields(cols: tuple[str, ...]) -> str:
-        out = []
-        for i, c in enumerate(cols):
-            if c == "payload":
-                out.append(f"r->{i}")
-            elif c in types:
-                out.append(f"(r->>{i})::{types[c]}")
-            else:
-                out.append(f"r->>{i}")
-        return ", ".join(out)
-
-    art = ", ".join(ENVELOPE_FIELDS)
-    projections = []
-    for n, (table, cols) in enumerate((("text_segments", TEXT_COLS),
-                                       ("object_labels", OBJECT_COLS),
-                                       ("scene_ranges", SCENE_COLS)), start=3):
-        projections.append(
-            f"p_{table} AS (INSERT INTO {table} ({', '.join(cols)}) SELECT {fields(cols)} "
-            f"FROM jsonb_array_elements(${n}::jsonb) AS r "
-            "JOIN ins ON ins.artifact_id = r->>0)"
-        )
-    return (
-        "WITH a AS (INSERT INTO assets (asset_id, filename, created_at) "
-        "SELECT x, '', now() FROM jsonb_array_elements_text($1::jsonb) AS x ORDER BY x "
-        "ON CONFLICT (asset_id) DO NOTHING), "
-        f"ins AS (INSERT INTO artifacts ({art}) SELECT {fields(ENVELOPE_FIELDS)} "
-        "FROM jsonb_array_elements($2::jsonb) AS r ORDER BY 1 "
-        "ON CONFLICT (artifact_id) DO NOTHING "
-        "RETURNING artifact_id, asset_id, artifact_type, run_id, model_profile, created_at), "
-        + ", ".join(projections) + ", "
-        "s AS (INSERT INTO run_summaries (asset_id, artifact_type, run_id, model_profile, "
-        "artifact_count, last_created_at) SELECT asset_id, artifact_type, run_id, "
-        "min(model_profile), count(*), max(created_at) FROM ins GROUP BY 1, 2, 3 "
-        "ORDER BY 1, 2, 3 ON CONFLICT (asset_id, artifact_type, run_id) DO UPDATE SET "
-        "artifact_count = run_summaries.artifact_count + excluded.artifact_count, "
-        "last_created_at = greatest(run_summaries.last_created_at, excluded.last_created_at)) "
-        "SELECT artifact_id FROM ins"
-    )
-
-
-_PG_INGEST_SQL = _pg_ingest_sql()
 
 artifacts_t: sa.Table = Artifact.__table__  # type: ignore[assignment]
 assets_t: sa.Table = Asset.__table__  # type: ignore[assignment]
@@ -354,43 +297,7 @@ class Store:
                 fresh = await self._sqlite_ingest(conn, prep)
             log.debug("ingested batch=%d new=%d", len(prep.ids), fresh)
             return fresh
-        seen: set[str] = set()
-        threaded = len(envelopes) >= INGEST_THREAD_MIN
-        if threaded:
-            prep = await asyncio.to_thread(prepare_batch, envelopes[:PG_CHUNK], False, seen)
-        else:
-            prep = prepare_batch(envelopes[:PG_CHUNK], False, seen)
-        total = fresh = 0
-        async with self._begin() as conn:
-            # SQLAlchemy opens its transaction on the asyncpg connection lazily, with its first
-            # statement: without this, the raw statements below would each commit on their own
-            await conn.exec_driver_sql("SELECT 1")
-            for start in range(PG_CHUNK, len(envelopes) + PG_CHUNK, PG_CHUNK):
-                writing = asyncio.ensure_future(self._pg_ingest(conn, prep)) if prep.ids else None
-                total += len(prep.ids)
-                try:
-                    if writing is not None:
-                        for _ in range(3):  # the statement goes out before we validate on
-                            await asyncio.sleep(0)
-                    if start < len(envelopes):
-                        chunk = envelopes[start:start + PG_CHUNK]
-                        if threaded:
-                            prep = await asyncio.to_thread(prepare_batch, chunk, False, seen,
-                                                           start)
-                        else:
-                            prep = prepare_batch(chunk, False, seen, start)
-                except BaseException:
-                    if writing is not None:
-                        await asyncio.wait([writing])  # let the statement end: then roll back
-                        if not writing.cancelled():
-                            writing.exception()
-                    raise
-                if writing is not None:
-                    fresh += await writing
-                if start >= len(envelopes):
-                    break
-        log.debug("ingested batch=%d new=%d", total, fresh)
-        return fresh
+        return await self._pg_ingest(envelopes)
 
     async def _sqlite_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
         """SQLite: the whole batch in one call on the driver's thread, raw ``executemany``."""
@@ -412,32 +319,82 @@ class Store:
                 self._insert(assets_t).on_conflict_do_nothing(index_elements=["asset_id"]), rows
             )
 
-    async def _pg_ingest(self, conn: AsyncConnection, prep: Prepared) -> int:
-        """PostgreSQL: the whole batch in ONE statement (one round trip).
-
-        The rows travel as five JSON documents (built by pydantic-core; the server parses
-        each once, far cheaper than asyncpg's per-element array encoding); data-modifying
-        CTEs insert the missing assets, the artifacts (``ON CONFLICT DO NOTHING``), the
-        projection rows of the artifacts actually inserted (joined on the ``RETURNING`` of
-        that insert) and the run summaries. Rows go in ``artifact_id`` order, so concurrent
-        batches lock alike.
-        """
-        apg = await _asyncpg(conn)
-        args = [to_json(part).decode() for part in (
-            sorted(prep.asset_ids), prep.artifact_rows, prep.texts, prep.objects, prep.scenes)]
+    async def _pg_ingest(self, envelopes: Sequence[ArtifactEnvelope | dict[str, Any]]) -> int:
+        """PostgreSQL: validate and write ``envelopes`` in chunks of :data:`PG_CHUNK`, in one
+        transaction, through :mod:`rtc_annotator.store.pg_write`. The fast path copies the new
+        rows in; if a concurrent writer stored some of the same ids meanwhile, the
+        transaction is rolled back and the batch written again through the conflict-safe
+        path. While the server writes one chunk, the next is validated in a worker thread."""
         try:
-            rows = await apg.fetch(_PG_INGEST_SQL, *args)
+            try:
+                return await self._pg_ingest_pass(envelopes, fast=True)
+            except pg_write.Conflict as exc:
+                log.info("ingest met artifacts a concurrent writer stored meanwhile, writing "
+                         "the batch again with ON CONFLICT: %s", _short(exc))
+                return await self._pg_ingest_pass(envelopes, fast=False)
         except Exception as exc:
             if type(exc).__module__.startswith("asyncpg"):
+                log.warning("database error: %s", _short(exc))
                 raise StoreError(f"database error: {_short(exc)}") from None
             raise
-        fresh = {r[0] for r in rows}
-        for aid, asset, duration, fps, vfr, size in prep.metadata:
-            if aid in fresh:
-                await apg.execute(
-                    "UPDATE assets SET duration_ms = $1, fps = $2, variable_frame_rate = $3, "
-                    "size_bytes = $4 WHERE asset_id = $5", duration, fps, vfr, size, asset)
-        return len(fresh)
+
+    async def _pg_ingest_pass(self, envelopes: Sequence[ArtifactEnvelope | dict[str, Any]],
+                              fast: bool) -> int:
+        seen: set[str] = set()
+        threaded = len(envelopes) >= INGEST_THREAD_MIN
+
+        async def prepare(start: int) -> Prepared:
+            chunk = envelopes[start:start + PG_CHUNK]
+            if threaded:  # yielding the GIL now and then lets the writer's replies in
+                return await asyncio.to_thread(prepare_batch, chunk, False, seen, start,
+                                               PREPARE_YIELD_EVERY)
+            return prepare_batch(chunk, False, seen, start)
+
+        async def write(apg: Any, prep: Prepared) -> Prepared | int:
+            if fast:
+                return await pg_write.copy_chunk(apg, prep, known_assets)
+            await pg_write.stage(apg, pg_write.stage_rows(prep))
+            return await pg_write.move(apg, prep)
+
+        prep = await prepare(0)
+        total = fresh = 0
+        known_assets: set[str] = set()
+        written: list[Prepared] = []
+        async with self._begin() as conn:
+            # SQLAlchemy opens its transaction on the asyncpg connection lazily, with its
+            # first statement: without this the raw statements below would each commit
+            await conn.exec_driver_sql("SELECT 1")
+            apg = await _asyncpg(conn)
+            if not fast:
+                await pg_write.ensure_stage(apg)
+            for start in range(PG_CHUNK, len(envelopes) + PG_CHUNK, PG_CHUNK):
+                writing = asyncio.ensure_future(write(apg, prep)) if prep.ids else None
+                total += len(prep.ids)
+                try:
+                    if writing is not None:
+                        for _ in range(3):  # the first statement goes out before we go on
+                            await asyncio.sleep(0)
+                    if start < len(envelopes):
+                        prep = await prepare(start)
+                except BaseException:
+                    if writing is not None:  # let the writer stop, then roll back
+                        await asyncio.wait([writing])
+                        if not writing.cancelled():
+                            writing.exception()
+                    raise
+                if writing is not None:
+                    done = await writing
+                    if isinstance(done, Prepared):
+                        written.append(done)
+                        fresh += len(done.ids)
+                    else:
+                        fresh += done
+                if start >= len(envelopes):
+                    break
+            if fast:
+                await pg_write.add_summaries(apg, written)
+        log.debug("ingested batch=%d new=%d fast=%s", total, fresh, fast)
+        return fresh
 
     # -- selections ------------------------------------------------------------------------
     async def candidates(self, asset_id: str, artifact_type: str, *,

@@ -31,35 +31,51 @@ from rtc_annotator.store.models import Artifact  # noqa: E402
 WORDS = "the gradient descent step size loss model data video frame scene dog cat".split()
 
 
-def mixed(n: int, assets: int, seed: int = 1) -> list[dict[str, Any]]:
+def mixed(n: int, assets: int, seed: int = 1, order: str = "stream") -> list[dict[str, Any]]:
+    """``n`` envelopes of four types over ``assets`` videos, one run per (video, type).
+
+    ``order="stream"`` models the real workload: every run (a pipeline working through one
+    video) emits its artifacts in time order, and the runs of many concurrent jobs interleave
+    at random. ``order="random"`` gives every artifact a random time: the worst case for the
+    time-keyed indexes, reported beside it.
+    """
     rnd = random.Random(seed)
     asset_ids = [secrets.token_hex(32) for _ in range(assets)]
+    kinds = [rnd.random() for _ in range(n)]
+    types = ["object.detection" if k < 0.4 else "transcript.segment" if k < 0.7
+             else "ocr.text" if k < 0.9 else "scene" for k in kinds]
+    times = [rnd.randrange(0, 3_600_000) for _ in range(n)]
+    if order == "stream":  # each run's times ascending, in the interleaved emission order
+        per_run: dict[tuple[int, str], list[int]] = {}
+        for i, atype in enumerate(types):
+            per_run.setdefault((i % assets, atype), []).append(i)
+        for idx in per_run.values():
+            for i, t in zip(idx, sorted(times[i] for i in idx), strict=True):
+                times[i] = t
     out = []
     for i in range(n):
-        asset = asset_ids[i % assets]
-        t = rnd.randrange(0, 3_600_000)
-        kind = rnd.random()
-        if kind < 0.4:
-            atype, payload = "object.detection", {
+        asset, atype, t = asset_ids[i % assets], types[i], times[i]
+        if atype == "object.detection":
+            payload: dict[str, Any] = {
                 "label": rnd.choice(WORDS[-3:]), "confidence": rnd.random(),
                 "box": {"x1": 0.1, "y1": 0.2, "x2": 0.5, "y2": 0.6}, "frame_pts_ms": t,
                 "track_id": rnd.randrange(100)}
             end = t + 40
-        elif kind < 0.7:
+        elif atype == "transcript.segment":
             end = t + rnd.randrange(500, 5000)
-            atype, payload = "transcript.segment", {
+            payload = {
                 "text": " ".join(rnd.choices(WORDS, k=12)), "language": "en", "start_ms": t,
                 "end_ms": end, "confidence": rnd.random(), "words": []}
-        elif kind < 0.9:
+        elif atype == "ocr.text":
             end = t + 40
-            atype, payload = "ocr.text", {
+            payload = {
                 "text": " ".join(rnd.choices(WORDS, k=3)), "confidence": rnd.random(),
                 "polygon": [[0.1, 0.1], [0.3, 0.1], [0.3, 0.2], [0.1, 0.2]],
                 "languages": ["en"]}
         else:
             end = t + rnd.randrange(1000, 20000)
-            atype, payload = "scene", {"index": i, "start_ms": t, "end_ms": end,
-                                       "boundary_score": rnd.random()}
+            payload = {"index": i, "start_ms": t, "end_ms": end,
+                       "boundary_score": rnd.random()}
         out.append(make_envelope(
             asset_id=asset, artifact_type=atype, schema_version=1, span_start_ms=t,
             span_end_ms=end, payload=payload, producer="bench", producer_version="1",
@@ -106,10 +122,13 @@ async def main() -> None:
     ap.add_argument("--envelopes", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--naive", type=int, default=5000)
+    ap.add_argument("--order", choices=["stream", "random"], default="stream",
+                    help="stream: each run's artifacts in time order, runs interleaved (what "
+                         "workers send); random: random times (worst case for the indexes)")
     args = ap.parse_args()
     print(f"generating {args.envelopes} + {args.naive} envelopes", file=sys.stderr)
-    envs = mixed(args.envelopes, assets=20)
-    subset = mixed(args.naive, assets=2, seed=2)
+    envs = mixed(args.envelopes, assets=20, order=args.order)
+    subset = mixed(args.naive, assets=2, seed=2, order=args.order)
     drop = None
     with tempfile.TemporaryDirectory() as tmp:
         if args.db == "sqlite":
@@ -128,7 +147,7 @@ async def main() -> None:
             assert new == len(envs), (new, len(envs))
             rate = len(envs) / elapsed
             print(f"ingest: {len(envs)} in {elapsed:.2f}s = {rate:,.0f}/s "
-                  f"(batch {args.batch})", file=sys.stderr)
+                  f"(batch {args.batch}, order {args.order})", file=sys.stderr)
             again = time.perf_counter()
             assert await store.ingest(envs[: args.batch]) == 0
             print(f"re-ingest of one batch: {time.perf_counter() - again:.3f}s, 0 new",
@@ -139,7 +158,8 @@ async def main() -> None:
             await store.close()
             if drop is not None:
                 await drop()
-    print(json.dumps({"db": args.db, "envelopes": len(envs), "envelopes_per_s": round(rate),
+    print(json.dumps({"db": args.db, "order": args.order, "envelopes": len(envs),
+                      "envelopes_per_s": round(rate),
                       "naive_per_s": round(naive_rate),
                       "speedup": round(rate / naive_rate, 1)}))
 
