@@ -45,8 +45,13 @@ log = get_logger(__name__)
 
 FATAL_CODES = frozenset({Codes.TOKEN_INVALID, Codes.TOKEN_EXPIRED, Codes.TOKEN_REVOKED,
                          Codes.ROOM_NOT_FOUND, Codes.BAD_ADMIN_SECRET, Codes.REPLACED,
-                         Codes.NOT_AUTHENTICATED})
-"""Errors after which reconnecting cannot help: the client stops and raises them."""
+                         Codes.NOT_AUTHENTICATED, Codes.IDENTITY_IN_USE})
+"""Errors after which reconnecting cannot help: the client stops and raises them.
+
+``IDENTITY_IN_USE``: a connection with another token holds this client's name (refused
+``hello``) or this worker's name (refused re-``register``); saying hello again with the same
+name and token is refused again, so it ends :meth:`SignalingClient.connect` (or, on a later
+reconnect, the client) with the server's message and hint instead of retrying."""
 
 QueueCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 
@@ -141,7 +146,12 @@ class SignalingClient:
         return self.welcome.get("identity")
 
     async def connect(self, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
-        """Connect and authenticate; return the ``welcome`` frame. Raises on a refused token."""
+        """Connect and authenticate; return the ``welcome`` frame.
+
+        Raises :class:`SignalingError` at once when the server refuses the hello (or the
+        re-registration) with a code in :data:`FATAL_CODES` (a bad, expired or revoked token,
+        ``IDENTITY_IN_USE``, ...), and ``CONNECTION_LOST`` when no connection came up in time.
+        """
         if self._runner is None:
             self._runner = asyncio.create_task(self._run(), name="signaling-client")
         await self._wait_ready(self.connect_timeout_s if timeout is None else timeout)
@@ -208,9 +218,14 @@ class SignalingClient:
                     attempt = 0
             except SignalingError as exc:
                 if exc.code in FATAL_CODES:
-                    log.warning("signaling refused", ctx={"code": exc.code})
+                    log.warning("signaling refused, not reconnecting",
+                                ctx={"code": exc.code, "error": exc.message,
+                                     "connections": self.connections})
                     self._fatal = exc
                     self._fail_pending(exc)
+                    # event readers see why the client stopped, as with a server-sent error
+                    self._events.put_nowait({"type": "error", "code": exc.code,
+                                             "message": exc.message, "hint": exc.hint})
                     self._events.put_nowait(None)
                     return
             except (OSError, WebSocketException, TimeoutError) as exc:
