@@ -27,7 +27,8 @@ from typing import Any
 from rtc_annotator.errors import ErrorEnvelope, RtcAnnotatorError
 from rtc_annotator.logs import get_logger
 from rtc_annotator.protocol import peer as proto
-from rtc_annotator.signaling_client import SignalingClient
+from rtc_annotator.protocol.signaling import Codes
+from rtc_annotator.signaling_client import FATAL_CODES, SignalingClient, SignalingError
 from rtc_annotator.transport.filetransfer import FileCache
 from rtc_annotator.transport.outbox import Outbox
 from rtc_annotator.transport.peer import CallbackSignaler, LinkOptions, PeerLink
@@ -77,6 +78,7 @@ class WorkerAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
         self._stopping = asyncio.Event()
+        self._fatal: SignalingError | None = None  # why signaling stopped for good, if it did
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -111,6 +113,8 @@ class WorkerAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await events
             await self._shutdown()
+        if self._fatal is not None:
+            raise self._fatal
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -157,6 +161,19 @@ class WorkerAgent:
                 task = asyncio.create_task(self._session(event))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            elif event.get("type") == "error" and event.get("code") in FATAL_CODES:
+                self._fatal = SignalingError.from_frame(event)
+        # the stream ends only when the signaling client stopped for good (a revoked token,
+        # the name taken by another token during an outage, REPLACED): a worker nobody can
+        # reach must not sit idle, so it stops and run() raises the reason
+        if not self._stopping.is_set():
+            reason = self._fatal or SignalingError(
+                "the signaling client stopped", code=Codes.CONNECTION_LOST,
+                hint="see the log above for why; restart the worker")
+            self._fatal = reason
+            _log.error("signaling stopped for good, stopping the worker",
+                       ctx={"code": reason.code, "error": reason.message})
+            self.stop()
 
     async def _session(self, event: dict[str, Any]) -> None:
         session_id = str(event["session_id"])
