@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,27 @@ async def fresh_pg(url: str) -> tuple[str, Any]:
     return f"{base}/{name}", drop
 
 
+@contextlib.asynccontextmanager
+async def bench_store(db: str, pg_url: str | None) -> AsyncIterator[Store]:
+    """An empty store for one benchmark run: a SQLite file in a temporary directory, or a new
+    PostgreSQL database on ``pg_url``'s server (dropped afterwards)."""
+    drop = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if db == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
+        else:
+            if not pg_url:
+                sys.exit("--url or RTC_ANNOTATOR_TEST_PG_URL is needed for postgres")
+            url, drop = await fresh_pg(pg_url)
+        store = await Store.open(url)
+        try:
+            yield store
+        finally:
+            await store.close()
+            if drop is not None:
+                await drop()
+
+
 async def naive(store: Store, envs: list[dict[str, Any]]) -> float:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -129,35 +152,22 @@ async def main() -> None:
     print(f"generating {args.envelopes} + {args.naive} envelopes", file=sys.stderr)
     envs = mixed(args.envelopes, assets=20, order=args.order)
     subset = mixed(args.naive, assets=2, seed=2, order=args.order)
-    drop = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.db == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
-        else:
-            if not args.url:
-                sys.exit("--url or RTC_ANNOTATOR_TEST_PG_URL is needed for postgres")
-            url, drop = await fresh_pg(args.url)
-        store = await Store.open(url)
-        try:
-            start = time.perf_counter()
-            new = 0
-            for i in range(0, len(envs), args.batch):
-                new += await store.ingest(envs[i:i + args.batch])
-            elapsed = time.perf_counter() - start
-            assert new == len(envs), (new, len(envs))
-            rate = len(envs) / elapsed
-            print(f"ingest: {len(envs)} in {elapsed:.2f}s = {rate:,.0f}/s "
-                  f"(batch {args.batch}, order {args.order})", file=sys.stderr)
-            again = time.perf_counter()
-            assert await store.ingest(envs[: args.batch]) == 0
-            print(f"re-ingest of one batch: {time.perf_counter() - again:.3f}s, 0 new",
-                  file=sys.stderr)
-            naive_rate = await naive(store, subset)
-            print(f"naive: {naive_rate:,.0f}/s", file=sys.stderr)
-        finally:
-            await store.close()
-            if drop is not None:
-                await drop()
+    async with bench_store(args.db, args.url) as store:
+        start = time.perf_counter()
+        new = 0
+        for i in range(0, len(envs), args.batch):
+            new += await store.ingest(envs[i:i + args.batch])
+        elapsed = time.perf_counter() - start
+        assert new == len(envs), (new, len(envs))
+        rate = len(envs) / elapsed
+        print(f"ingest: {len(envs)} in {elapsed:.2f}s = {rate:,.0f}/s "
+              f"(batch {args.batch}, order {args.order})", file=sys.stderr)
+        again = time.perf_counter()
+        assert await store.ingest(envs[: args.batch]) == 0
+        print(f"re-ingest of one batch: {time.perf_counter() - again:.3f}s, 0 new",
+              file=sys.stderr)
+        naive_rate = await naive(store, subset)
+        print(f"naive: {naive_rate:,.0f}/s", file=sys.stderr)
     print(json.dumps({"db": args.db, "order": args.order, "envelopes": len(envs),
                       "envelopes_per_s": round(rate),
                       "naive_per_s": round(naive_rate),

@@ -18,7 +18,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
-from ingest import WORDS, fresh_pg, mixed  # noqa: E402
+from ingest import WORDS, bench_store, mixed  # noqa: E402
 
 from rtc_annotator.query import find, jump  # noqa: E402
 from rtc_annotator.store import Store  # noqa: E402
@@ -45,48 +44,35 @@ async def main() -> None:
     ap.add_argument("--videos", type=int, default=100)
     ap.add_argument("--queries", type=int, default=1000)
     args = ap.parse_args()
-    drop = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.db == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
-        else:
-            if not args.url:
-                sys.exit("--url or RTC_ANNOTATOR_TEST_PG_URL is needed for postgres")
-            url, drop = await fresh_pg(args.url)
-        store = await Store.open(url)
-        try:
-            t0 = time.perf_counter()
-            chunk = 50_000
-            for i in range(0, args.artifacts, chunk):
-                envs = mixed(min(chunk, args.artifacts - i), args.videos, seed=i)
-                for j in range(0, len(envs), 5000):
-                    await store.ingest(envs[j:j + 5000])
-                print(f"loaded {i + len(envs)}", file=sys.stderr)
-            print(f"load: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-            if store.dialect == "postgresql":
-                async with store.engine.connect() as conn:
-                    await conn.execute(sa.text("ANALYZE"))
-            assets = [a["asset_id"] for a in await store.list_assets()]
-            rnd = random.Random(7)
-            jumps: list[float] = []
-            finds: list[float] = []
-            for _ in range(args.queries):
-                asset, t = rnd.choice(assets), rnd.randrange(0, 3_600_000)
-                kind = rnd.choice(["object", "transcript", "scene"])
-                labels = [rnd.choice(WORDS[-3:])] if kind == "object" else None
-                d = rnd.choice(["next", "prev"])
-                s = time.perf_counter()
-                await jump(store, asset, kind, t, d, labels=labels)
-                jumps.append((time.perf_counter() - s) * 1000)
-                words = " ".join(rnd.sample(WORDS, rnd.choice([1, 2])))
-                s = time.perf_counter()
-                await find(store, asset, words, t, d)
-                finds.append((time.perf_counter() - s) * 1000)
-            await explain(store, assets[0])
-        finally:
-            await store.close()
-            if drop is not None:
-                await drop()
+    async with bench_store(args.db, args.url) as store:
+        t0 = time.perf_counter()
+        chunk = 50_000
+        for i in range(0, args.artifacts, chunk):
+            envs = mixed(min(chunk, args.artifacts - i), args.videos, seed=i)
+            for j in range(0, len(envs), 5000):
+                await store.ingest(envs[j:j + 5000])
+            print(f"loaded {i + len(envs)}", file=sys.stderr)
+        print(f"load: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        if store.dialect == "postgresql":
+            async with store.engine.connect() as conn:
+                await conn.execute(sa.text("ANALYZE"))
+        assets = [a["asset_id"] for a in await store.list_assets()]
+        rnd = random.Random(7)
+        jumps: list[float] = []
+        finds: list[float] = []
+        for _ in range(args.queries):
+            asset, t = rnd.choice(assets), rnd.randrange(0, 3_600_000)
+            kind = rnd.choice(["object", "transcript", "scene"])
+            labels = [rnd.choice(WORDS[-3:])] if kind == "object" else None
+            d = rnd.choice(["next", "prev"])
+            s = time.perf_counter()
+            await jump(store, asset, kind, t, d, labels=labels)
+            jumps.append((time.perf_counter() - s) * 1000)
+            words = " ".join(rnd.sample(WORDS, rnd.choice([1, 2])))
+            s = time.perf_counter()
+            await find(store, asset, words, t, d)
+            finds.append((time.perf_counter() - s) * 1000)
+        await explain(store, assets[0])
     print(f"jump mean {statistics.mean(jumps):.2f} ms, find mean {statistics.mean(finds):.2f} ms",
           file=sys.stderr)
     print(json.dumps({"artifacts": args.artifacts, "jump_p50_ms": round(pct(jumps, .5), 2),
