@@ -32,7 +32,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncpg.exceptions import UniqueViolationError  # type: ignore[import-untyped]
+from asyncpg.exceptions import (  # type: ignore[import-untyped]
+    DeadlockDetectedError,
+    UniqueViolationError,
+)
 
 from rtc_annotator.store.batch import (
     ENVELOPE_FIELDS,
@@ -125,14 +128,17 @@ _PROJECTIONS = (("text_segments", "texts", TEXT_COLS), ("object_labels", "object
 
 
 class Conflict(Exception):
-    """A concurrent writer stored some of the chunk's artifact ids during the fast path."""
+    """A concurrent writer stored some of the chunk's artifact ids during the fast path, or
+    the two writers' inserts of the same ids deadlocked and the server chose this one."""
 
 
 async def copy_chunk(apg: Any, prep: Prepared, known_assets: set[str]) -> Prepared:
     """Fast path: write the chunk's new artifacts with ``COPY``; return the part written.
 
     ``known_assets`` (updated) are the asset ids this transaction has already inserted.
-    Raises :class:`Conflict` when the copy meets an id stored meanwhile.
+    Raises :class:`Conflict` when the copy meets an id stored meanwhile, or deadlocks with
+    a writer inserting the same ids in another order. Rows go in ``artifact_id`` order, so
+    two writers of one chunk's ids lock them alike.
     """
     new_assets = sorted(prep.asset_ids - known_assets)
     stored = {r[0] for r in await apg.fetch(STORED_SQL, prep.ids, new_assets)}
@@ -142,13 +148,13 @@ async def copy_chunk(apg: Any, prep: Prepared, known_assets: set[str]) -> Prepar
         if not prep.ids:
             return prep
     try:
-        await apg.copy_records_to_table("artifacts", records=prep.artifact_rows,
+        await apg.copy_records_to_table("artifacts", records=sorted(prep.artifact_rows),
                                         columns=ENVELOPE_FIELDS)
         for table, attr, cols in _PROJECTIONS:
             rows = getattr(prep, attr)
             if rows:
                 await apg.copy_records_to_table(table, records=rows, columns=cols)
-    except UniqueViolationError as exc:
+    except (UniqueViolationError, DeadlockDetectedError) as exc:
         raise Conflict(str(exc)) from None
     return prep
 

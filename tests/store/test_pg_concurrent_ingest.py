@@ -52,16 +52,7 @@ async def test_copy_meeting_a_concurrent_writer_falls_back_to_on_conflict(
     other = await _admin(url)
     tx = other.transaction()
     await tx.start()
-    row = taken.model_dump()
-    await other.execute(
-        "INSERT INTO artifacts (artifact_id, asset_id, artifact_type, schema_version, "
-        "span_start_ms, span_end_ms, payload, producer, producer_version, model_profile, "
-        "config_hash, input_hash, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, "
-        "$7::jsonb, $8, $9, $10, $11, $12, $13, $14)",
-        row["artifact_id"], row["asset_id"], row["artifact_type"], row["schema_version"],
-        row["span_start_ms"], row["span_end_ms"], json.dumps(row["payload"]),
-        row["producer"], row["producer_version"], row["model_profile"], row["config_hash"],
-        row["input_hash"], row["run_id"], row["created_at"])
+    await _insert(other, taken)
     caplog.set_level(logging.INFO, logger="rtc_annotator.store.repository")
     ingest = asyncio.ensure_future(store.ingest(batch))
     await asyncio.sleep(0.5)
@@ -96,3 +87,51 @@ async def test_fast_path_summaries_add_up_across_chunks_and_batches(
     assert await store.ingest(first[:10] + second) == len(second)
     counts = await _counts(store)
     assert counts["summary:scene"] == counts["scene_ranges"] == len(first) + len(second)
+
+
+async def test_copy_deadlocking_with_a_concurrent_writer_still_lands(
+    pg_store: tuple[Store, str]
+) -> None:
+    """Another writer holds the batch's last id and then inserts its first: the two wait on
+    each other. PostgreSQL aborts one of them; whichever it is, the batch lands whole."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    store, url = pg_store
+    asset = new_asset()
+    batch = [env(asset, "object.detection", i * 10, label="cat", ordinal=i) for i in range(40)]
+    by_id = sorted(batch, key=lambda e: e.artifact_id)
+    first, last = by_id[0], by_id[-1]
+    other = await _admin(url)
+    tx = other.transaction()
+    await tx.start()
+    await _insert(other, last)
+    ingest = asyncio.ensure_future(store.ingest(batch))
+    await asyncio.sleep(0.3)  # the copy has inserted ``first`` and waits for ``last``
+    assert not ingest.done()
+    other_won = True
+    try:
+        await _insert(other, first)  # now each waits for the other: a deadlock
+        await tx.commit()
+    except asyncpg.exceptions.DeadlockDetectedError:
+        other_won = False
+        await tx.rollback()
+    finally:
+        await other.close()
+    new = await asyncio.wait_for(ingest, 30)
+    assert new == (len(batch) - 2 if other_won else len(batch))
+    counts = await _counts(store)
+    assert counts["artifacts"] == len(batch)
+    assert counts["object_labels"] == counts["summary:object.detection"] == new
+
+
+async def _insert(conn: Any, e: Any) -> None:
+    row = e.model_dump()
+    await conn.execute(
+        "INSERT INTO artifacts (artifact_id, asset_id, artifact_type, schema_version, "
+        "span_start_ms, span_end_ms, payload, producer, producer_version, model_profile, "
+        "config_hash, input_hash, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, "
+        "$7::jsonb, $8, $9, $10, $11, $12, $13, $14)",
+        row["artifact_id"], row["asset_id"], row["artifact_type"], row["schema_version"],
+        row["span_start_ms"], row["span_end_ms"], json.dumps(row["payload"]),
+        row["producer"], row["producer_version"], row["model_profile"], row["config_hash"],
+        row["input_hash"], row["run_id"], row["created_at"])
