@@ -1,12 +1,14 @@
 """The PostgreSQL writers of a prepared ingest chunk.
 
-The fast path, :func:`copy_chunk`: one statement inserts the chunk's missing assets and
-returns which of its artifact ids are stored already; the rest are written with binary
-``COPY`` straight into ``artifacts`` and the projections (asyncpg encodes the rows, the server
-parses nothing but the payload's JSON). :func:`add_summaries` then updates ``run_summaries``
-once for the whole batch. If a concurrent writer stores one of the same ids between the check
-and the copy, the primary key refuses the copy (:class:`Conflict`): the caller rolls the
-transaction back and writes the batch again through the conflict-safe path below.
+The fast path: :func:`replayed` asks once per batch, with the ids of its first (small) chunk,
+whether the batch is a replay of stored artifacts; if not, :func:`copy_chunk` writes each
+chunk's rows with binary ``COPY`` straight into ``artifacts`` and the projections (asyncpg
+encodes the rows, the server parses nothing but the payload's JSON), and :func:`add_summaries`
+inserts the batch's missing assets and updates ``run_summaries`` with one statement at the end.
+The artifacts' primary key is the only check for ids stored already: a chunk that meets one
+(part of the batch was stored before, or a concurrent writer stored it meanwhile) is refused
+(:class:`Conflict`), and the caller rolls the transaction back and writes the batch again
+through the conflict-safe path below.
 
 The conflict-safe path: ``COPY`` into a staging table, then one statement that moves the rows
 into ``artifacts`` (``ON CONFLICT DO NOTHING``) and the projections. Per chunk there are two
@@ -25,7 +27,7 @@ exchanges with the server:
 Rows move in ``artifact_id`` order, so concurrent writers lock alike. The stage is created
 once per session (``ON COMMIT DELETE ROWS``: nothing outlives a transaction); a session that
 lost it (a pooler handing out another server connection) gets it again from
-:func:`ensure_stage`, which every ingest transaction calls first.
+:func:`ensure_stage`, which every conflict-safe transaction calls first.
 """
 
 from __future__ import annotations
@@ -109,13 +111,11 @@ METADATA_SQL = ("UPDATE assets SET duration_ms = $1, fps = $2, variable_frame_ra
                 "size_bytes = $4 WHERE asset_id = $5")
 
 
-STORED_SQL = (
-    "WITH a AS (INSERT INTO assets (asset_id, filename, created_at) "
-    "SELECT a, '', now() FROM unnest($2::text[]) AS a ORDER BY a "
-    "ON CONFLICT (asset_id) DO NOTHING) "
-    "SELECT artifact_id FROM artifacts WHERE artifact_id = ANY($1::text[])"
-)
+REPLAYED_SQL = "SELECT EXISTS (SELECT 1 FROM artifacts WHERE artifact_id = ANY($1::text[]))"
 SUMMARIES_SQL = (
+    "WITH a AS (INSERT INTO assets (asset_id, filename, created_at) "
+    "SELECT a, '', now() FROM unnest($7::text[]) AS a ORDER BY a "
+    "ON CONFLICT (asset_id) DO NOTHING) "
     "INSERT INTO run_summaries (asset_id, artifact_type, run_id, model_profile, "
     "artifact_count, last_created_at) SELECT * FROM unnest($1::text[], $2::text[], "
     "$3::text[], $4::text[], $5::bigint[], $6::timestamptz[]) "
@@ -128,25 +128,24 @@ _PROJECTIONS = (("text_segments", "texts", TEXT_COLS), ("object_labels", "object
 
 
 class Conflict(Exception):
-    """A concurrent writer stored some of the chunk's artifact ids during the fast path, or
-    the two writers' inserts of the same ids deadlocked and the server chose this one."""
+    """A chunk on the fast path met artifact ids stored already (before this batch, or by a
+    concurrent writer meanwhile), or its inserts deadlocked with a concurrent writer's and
+    the server chose this one."""
 
 
-async def copy_chunk(apg: Any, prep: Prepared, known_assets: set[str]) -> Prepared:
-    """Fast path: write the chunk's new artifacts with ``COPY``; return the part written.
+async def replayed(apg: Any, ids: list[str]) -> bool:
+    """Whether any of ``ids`` (a batch's first chunk) is stored already: then the batch is
+    (partly) a replay, and the conflict-safe path is the cheaper one."""
+    return bool(await apg.fetchval(REPLAYED_SQL, ids))
 
-    ``known_assets`` (updated) are the asset ids this transaction has already inserted.
-    Raises :class:`Conflict` when the copy meets an id stored meanwhile, or deadlocks with
-    a writer inserting the same ids in another order. Rows go in ``artifact_id`` order, so
-    two writers of one chunk's ids lock them alike.
+
+async def copy_chunk(apg: Any, prep: Prepared) -> Prepared:
+    """Fast path: write the chunk with ``COPY``; return it.
+
+    Raises :class:`Conflict` when the copy meets an id stored already, or deadlocks with a
+    writer inserting the same ids in another order. Rows go in ``artifact_id`` order, so two
+    writers of one chunk's ids lock them alike.
     """
-    new_assets = sorted(prep.asset_ids - known_assets)
-    stored = {r[0] for r in await apg.fetch(STORED_SQL, prep.ids, new_assets)}
-    known_assets |= prep.asset_ids
-    if stored:
-        prep = prep.only(set(prep.ids) - stored)
-        if not prep.ids:
-            return prep
     try:
         await apg.copy_records_to_table("artifacts", records=sorted(prep.artifact_rows),
                                         columns=ENVELOPE_FIELDS)
@@ -160,11 +159,14 @@ async def copy_chunk(apg: Any, prep: Prepared, known_assets: set[str]) -> Prepar
 
 
 async def add_summaries(apg: Any, written: list[Prepared]) -> None:
-    """Fast path, once per batch: ``run_summaries`` and video metadata of what was written."""
+    """Fast path, once per batch: the missing assets, ``run_summaries`` and video metadata
+    of what was written."""
     keys = [k for prep in written for k in prep.summary_keys]
     if keys:
         rows = Prepared(summary_keys=keys).summaries()
-        await apg.execute(SUMMARIES_SQL, *(list(col) for col in zip(*rows, strict=True)))
+        assets = sorted(set().union(*(prep.asset_ids for prep in written)))
+        await apg.execute(SUMMARIES_SQL, *(list(col) for col in zip(*rows, strict=True)),
+                          assets)
     for prep in written:
         for _aid, asset, duration, fps, vfr, size in prep.metadata:
             await apg.execute(METADATA_SQL, duration, fps, vfr, size, asset)

@@ -55,7 +55,8 @@ log = get_logger(__name__)
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
-PG_CHUNK = 500  # PostgreSQL: a batch is validated and written in chunks of this many envelopes
+PG_CHUNK = 512  # PostgreSQL: a batch is validated and written in chunks of at most this many
+PG_FIRST_CHUNK = 128  # ... starting with this many, doubling: the server starts work early
 PREPARE_YIELD_EVERY = 16  # a validating thread lets the event loop run this often (envelopes)
 
 
@@ -320,17 +321,19 @@ class Store:
             )
 
     async def _pg_ingest(self, envelopes: Sequence[ArtifactEnvelope | dict[str, Any]]) -> int:
-        """PostgreSQL: validate and write ``envelopes`` in chunks of :data:`PG_CHUNK`, in one
-        transaction, through :mod:`rtc_annotator.store.pg_write`. The fast path copies the new
-        rows in; if a concurrent writer stored some of the same ids meanwhile, the
-        transaction is rolled back and the batch written again through the conflict-safe
-        path. While the server writes one chunk, the next is validated in a worker thread."""
+        """PostgreSQL: validate and write ``envelopes`` in chunks (:func:`pg_chunks`), in one
+        transaction, through :mod:`rtc_annotator.store.pg_write`. The fast path copies the
+        rows in; if a chunk meets ids stored already (part of the batch was stored before, or
+        a concurrent writer stored it meanwhile), the transaction is rolled back and the batch
+        written again through the conflict-safe path. While the server writes one chunk, the
+        next is validated in a worker thread."""
         try:
             try:
                 return await self._pg_ingest_pass(envelopes, fast=True)
             except pg_write.Conflict as exc:
-                log.info("ingest met artifacts a concurrent writer stored meanwhile, writing "
-                         "the batch again with ON CONFLICT: %s", _short(exc))
+                log.info("ingest met artifacts stored already (by an earlier batch or a "
+                         "concurrent writer), writing the batch again with ON CONFLICT: %s",
+                         _short(exc))
                 return await self._pg_ingest_pass(envelopes, fast=False)
         except Exception as exc:
             if type(exc).__module__.startswith("asyncpg"):
@@ -342,9 +345,10 @@ class Store:
                               fast: bool) -> int:
         seen: set[str] = set()
         threaded = len(envelopes) >= INGEST_THREAD_MIN
+        bounds = pg_chunks(len(envelopes))
 
-        async def prepare(start: int) -> Prepared:
-            chunk = envelopes[start:start + PG_CHUNK]
+        async def prepare(start: int, stop: int) -> Prepared:
+            chunk = envelopes[start:stop]
             if threaded:  # yielding the GIL now and then lets the writer's replies in
                 return await asyncio.to_thread(prepare_batch, chunk, False, seen, start,
                                                PREPARE_YIELD_EVERY)
@@ -352,48 +356,55 @@ class Store:
 
         async def write(apg: Any, prep: Prepared) -> Prepared | int:
             if fast:
-                return await pg_write.copy_chunk(apg, prep, known_assets)
+                return await pg_write.copy_chunk(apg, prep)
             await pg_write.stage(apg, pg_write.stage_rows(prep))
             return await pg_write.move(apg, prep)
 
-        prep = await prepare(0)
-        total = fresh = 0
-        known_assets: set[str] = set()
+        fresh = 0
         written: list[Prepared] = []
-        async with self._begin() as conn:
-            # SQLAlchemy opens its transaction on the asyncpg connection lazily, with its
-            # first statement: without this the raw statements below would each commit
-            await conn.exec_driver_sql("SELECT 1")
-            apg = await _asyncpg(conn)
-            if not fast:
-                await pg_write.ensure_stage(apg)
-            for start in range(PG_CHUNK, len(envelopes) + PG_CHUNK, PG_CHUNK):
-                writing = asyncio.ensure_future(write(apg, prep)) if prep.ids else None
-                total += len(prep.ids)
-                try:
+        # the first chunk is validated while the transaction begins
+        preparing = asyncio.ensure_future(prepare(*bounds[0]))
+        try:
+            async with self._begin() as conn:
+                # SQLAlchemy opens its transaction on the asyncpg connection lazily, with its
+                # first statement: without this the raw statements below would each commit
+                await conn.exec_driver_sql("SELECT 1")
+                apg = await _asyncpg(conn)
+                prep = await preparing
+                if fast and prep.ids and await pg_write.replayed(apg, prep.ids):
+                    log.debug("ingest batch begins with stored artifacts: conflict-safe path")
+                    fast = False
+                if not fast:
+                    await pg_write.ensure_stage(apg)
+                for index in range(len(bounds)):
+                    writing = asyncio.ensure_future(write(apg, prep)) if prep.ids else None
+                    try:
+                        if writing is not None:
+                            for _ in range(3):  # the first statement goes out before we go on
+                                await asyncio.sleep(0)
+                        if index + 1 < len(bounds):
+                            prep = await prepare(*bounds[index + 1])
+                    except BaseException:
+                        if writing is not None:  # let the writer stop, then roll back
+                            await asyncio.wait([writing])
+                            if not writing.cancelled():
+                                writing.exception()
+                        raise
                     if writing is not None:
-                        for _ in range(3):  # the first statement goes out before we go on
-                            await asyncio.sleep(0)
-                    if start < len(envelopes):
-                        prep = await prepare(start)
-                except BaseException:
-                    if writing is not None:  # let the writer stop, then roll back
-                        await asyncio.wait([writing])
-                        if not writing.cancelled():
-                            writing.exception()
-                    raise
-                if writing is not None:
-                    done = await writing
-                    if isinstance(done, Prepared):
-                        written.append(done)
-                        fresh += len(done.ids)
-                    else:
-                        fresh += done
-                if start >= len(envelopes):
-                    break
-            if fast:
-                await pg_write.add_summaries(apg, written)
-        log.debug("ingested batch=%d new=%d fast=%s", total, fresh, fast)
+                        done = await writing
+                        if isinstance(done, Prepared):
+                            written.append(done)
+                            fresh += len(done.ids)
+                        else:
+                            fresh += done
+                if fast:
+                    await pg_write.add_summaries(apg, written)
+        finally:
+            if not preparing.done():  # the transaction could not begin: let it finish
+                await asyncio.wait([preparing])
+            if not preparing.cancelled():
+                preparing.exception()  # raised above already, or the begin's error was
+        log.debug("ingested batch=%d new=%d fast=%s", len(seen), fresh, fast)
         return fresh
 
     # -- selections ------------------------------------------------------------------------
@@ -588,6 +599,18 @@ class _Conn:
 
 def _make_parent(database: str) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def pg_chunks(n: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the chunks a PostgreSQL ingest of ``n`` envelopes is written in:
+    :data:`PG_FIRST_CHUNK` first, doubling up to :data:`PG_CHUNK`. The first chunk is
+    validated before the server has anything to do, so it is small."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, PG_FIRST_CHUNK
+    while start < n or not out:
+        out.append((start, min(start + size, n)))
+        start, size = start + size, min(size * 2, PG_CHUNK)
+    return out
 
 
 async def _asyncpg(conn: AsyncConnection) -> Any:
