@@ -143,11 +143,12 @@ async def copy_chunk(apg: Any, prep: Prepared) -> Prepared:
     """Fast path: write the chunk with ``COPY``; return it.
 
     Raises :class:`Conflict` when the copy meets an id stored already, or deadlocks with a
-    writer inserting the same ids in another order. Rows go in ``artifact_id`` order, so two
-    writers of one chunk's ids lock them alike.
+    writer inserting the same ids in another order. ``prep.artifact_rows`` are in
+    ``artifact_id`` order (the caller sorts them while preparing), so two writers of one
+    chunk's ids lock them alike.
     """
     try:
-        await apg.copy_records_to_table("artifacts", records=sorted(prep.artifact_rows),
+        await apg.copy_records_to_table("artifacts", records=prep.artifact_rows,
                                         columns=ENVELOPE_FIELDS)
         for table, attr, cols in _PROJECTIONS:
             rows = getattr(prep, attr)

@@ -347,12 +347,15 @@ class Store:
         threaded = len(envelopes) >= INGEST_THREAD_MIN
         bounds = pg_chunks(len(envelopes))
 
+        def prepare_sync(start: int, stop: int, yield_every: int) -> Prepared:
+            prep = prepare_batch(envelopes[start:stop], False, seen, start, yield_every)
+            prep.artifact_rows.sort()  # copied in id order (see pg_write.copy_chunk)
+            return prep
+
         async def prepare(start: int, stop: int) -> Prepared:
-            chunk = envelopes[start:stop]
             if threaded:  # yielding the GIL now and then lets the writer's replies in
-                return await asyncio.to_thread(prepare_batch, chunk, False, seen, start,
-                                               PREPARE_YIELD_EVERY)
-            return prepare_batch(chunk, False, seen, start)
+                return await asyncio.to_thread(prepare_sync, start, stop, PREPARE_YIELD_EVERY)
+            return prepare_sync(start, stop, 0)
 
         async def write(apg: Any, prep: Prepared) -> Prepared | int:
             if fast:
