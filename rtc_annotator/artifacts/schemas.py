@@ -37,6 +37,10 @@ class _Payload(BaseModel):
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
         # PostgreSQL text and JSONB cannot hold NUL: refuse it at validation, not in the database
+        if type(value) is str:  # the common case first: this runs for every text field
+            if "\x00" in value:
+                raise ValueError("must not contain NUL characters")
+            return value
         items = value if isinstance(value, list) else (value,)
         if any(isinstance(item, str) and "\x00" in item for item in items):
             raise ValueError("must not contain NUL characters")
