@@ -55,6 +55,7 @@ log = get_logger(__name__)
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 INGEST_THREAD_MIN = 256  # batches at least this large are validated in a worker thread
+CONNECT_TIMEOUT_S = 10.0  # PostgreSQL: a server silent this long on connect is an error
 PG_CHUNK = 512  # PostgreSQL: a batch is validated and written in chunks of at most this many
 PG_FIRST_CHUNK = 128  # ... starting with this many, doubling: the server starts work early
 PREPARE_YIELD_EVERY = 16  # a validating thread lets the event loop run this often (envelopes)
@@ -123,7 +124,11 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
-    async def open(cls, url: str, *, upgrade: bool = True) -> Store:
+    async def open(cls, url: str, *, upgrade: bool = True,
+                   connect_timeout: float = CONNECT_TIMEOUT_S) -> Store:
+        """Open the store at ``url`` (and bring its schema up to date unless ``upgrade`` is
+        false). PostgreSQL: a server that does not answer within ``connect_timeout`` seconds
+        is a :class:`StoreError`, for every connection the store opens."""
         url = normalise_url(url)
         try:
             parsed = make_url(url)
@@ -138,7 +143,8 @@ class Store:
             engine = create_async_engine(url)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=10)
+            engine = create_async_engine(url, pool_size=10, max_overflow=10,
+                                         connect_args={"timeout": connect_timeout})
         store = cls(engine)
         try:
             if upgrade:
@@ -161,7 +167,7 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open or migrate the store: {_short(exc)}") from None
         except OSError as exc:
-            raise StoreError(f"cannot reach the database: {exc}") from None
+            raise StoreError(f"cannot reach the database: {_os_error(exc)}") from None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -588,7 +594,7 @@ class _Conn:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot reach the store: {_short(exc)}") from None
         except OSError as exc:
-            raise StoreError(f"cannot reach the database: {exc}") from None
+            raise StoreError(f"cannot reach the database: {_os_error(exc)}") from None
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
         try:
@@ -620,6 +626,13 @@ async def _asyncpg(conn: AsyncConnection) -> Any:
     """The asyncpg connection under ``conn`` (inside the same transaction)."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
+
+
+def _os_error(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the server did not answer in time (is the host and port right, and is a " \
+               "firewall dropping the connection?)"
+    return str(exc) or type(exc).__name__
 
 
 def _short(exc: BaseException) -> str:
