@@ -630,8 +630,8 @@ async def _asyncpg(conn: AsyncConnection) -> Any:
 
 def _os_error(exc: OSError) -> str:
     if isinstance(exc, TimeoutError):
-        return "the server did not answer in time (is the host and port right, and is a " \
-               "firewall dropping the connection?)"
+        return ("the server did not answer in time (are the host and port right? is a "
+                "firewall dropping the connection?)")
     return str(exc) or type(exc).__name__
 
 
