@@ -103,9 +103,11 @@ class Demo:
         self.port = _free_port()
         self.url = f"ws://127.0.0.1:{self.port}/ws"
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str],
+              env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
-        env = {**os.environ, "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+               **(env_extra or {})}
         env.pop("RTC_ANNOTATOR_CONFIG", None)
         proc = subprocess.Popen(
             [sys.executable, *args],
@@ -161,13 +163,14 @@ class Demo:
                 str(self.port),
                 "--state",
                 str(wd / "signaling-state.sqlite3"),
-                "--admin-secret",
-                self.admin_secret,
                 "--heartbeat",
                 "2",
                 "--gone-after",
                 "6",
             ],
+            # the secret travels in the environment: token_urlsafe may begin with "-", which
+            # argparse takes for an option, and a command line is visible to every user (ps)
+            env_extra={"SIGNALING_ADMIN_SECRET": self.admin_secret},
         )
         for _ in range(100):
             root = SignalingClient(

@@ -1,4 +1,10 @@
-"""``python -m signaling --host H --port P --state FILE --admin-secret S [--cert C --key K]``."""
+"""``python -m signaling --host H --port P --state FILE [--cert C --key K]``.
+
+Secrets come from the environment (``SIGNALING_ADMIN_SECRET``, ``SIGNALING_TURN_SECRET``) or from
+files (``--admin-secret-file``, ``--turn-secret-file``): a secret on the command line is readable by
+every user of the host (``ps``). ``--admin-secret=VALUE`` still works, for any value (one starting
+with ``-`` included, which argparse would take for an option in the two-word form).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,17 @@ from signaling.config import ServerConfig
 from signaling.turn import IceConfig
 
 
+def _read_secret(ap: argparse.ArgumentParser, path: Path, flag: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        ap.error(f"{flag}: cannot read {path}: {exc.strerror or exc}")
+    secret = text.splitlines()[0] if text else ""
+    if not secret:
+        ap.error(f"{flag}: {path} is empty; write the secret on its first line")
+    return secret
+
+
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
     ap = argparse.ArgumentParser(prog="python -m signaling", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -22,13 +39,19 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     ap.add_argument("--state", type=Path, default=Path("signaling-state.sqlite3"),
                     help="SQLite file keeping rooms, policies and revocations")
     ap.add_argument("--admin-secret", default=os.environ.get("SIGNALING_ADMIN_SECRET"),
-                    help="server admin secret (or $SIGNALING_ADMIN_SECRET)")
+                    help="server admin secret; prefer $SIGNALING_ADMIN_SECRET or "
+                         "--admin-secret-file (a command line is visible in ps)")
+    ap.add_argument("--admin-secret-file", type=Path,
+                    help="read the admin secret from this file (first line)")
     ap.add_argument("--cert", type=Path, help="TLS certificate (PEM): serve wss:// directly")
     ap.add_argument("--key", type=Path, help="TLS private key (PEM)")
     ap.add_argument("--stun", action="append", default=[], help="stun: URL to hand out")
     ap.add_argument("--turn", action="append", default=[], help="turn: URL to hand out")
     ap.add_argument("--turn-secret", default=os.environ.get("SIGNALING_TURN_SECRET"),
-                    help="coturn static-auth-secret (or $SIGNALING_TURN_SECRET)")
+                    help="coturn static-auth-secret; prefer $SIGNALING_TURN_SECRET or "
+                         "--turn-secret-file")
+    ap.add_argument("--turn-secret-file", type=Path,
+                    help="read the coturn static-auth-secret from this file (first line)")
     ap.add_argument("--turn-ttl", type=int, default=3600, help="TURN credential lifetime, s")
     ap.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval, s")
     ap.add_argument("--gone-after", type=float, default=12.0,
@@ -37,8 +60,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     ap.add_argument("--burst", type=float, default=200.0, help="rate-limit burst")
     ap.add_argument("--log-level", default="INFO")
     a = ap.parse_args(argv)
+    if a.admin_secret_file is not None:
+        a.admin_secret = _read_secret(ap, a.admin_secret_file, "--admin-secret-file")
+    if a.turn_secret_file is not None:
+        a.turn_secret = _read_secret(ap, a.turn_secret_file, "--turn-secret-file")
     if not a.admin_secret:
-        ap.error("--admin-secret (or $SIGNALING_ADMIN_SECRET) is required")
+        ap.error("an admin secret is required: set $SIGNALING_ADMIN_SECRET or give "
+                 "--admin-secret-file FILE")
     if (a.cert is None) != (a.key is None):
         ap.error("--cert and --key go together")
     if a.turn and not a.turn_secret:

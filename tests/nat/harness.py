@@ -42,10 +42,11 @@ class Procs:
     logdir: Path
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, args: list[str],
+              env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
         env.update(YOLO_OFFLINE="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-                   PYTHONPATH=str(ROOT))
+                   PYTHONPATH=str(ROOT), **(env_extra or {}))
         with (self.logdir / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     cwd=ROOT, start_new_session=True)
@@ -78,8 +79,9 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run(args: list[str], timeout: float = 30,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=env)
 
@@ -120,24 +122,29 @@ def start_room(lab: NatLab, procs: Procs, secret: str | None, turn_url: str | No
                tmp_path: Path) -> dict[str, str]:
     """Signaling server in ``pub`` (handing out ``turn_url`` with credentials from ``secret``,
     or no ICE servers when None), a room, and its worker and client tokens."""
+    # secrets travel in the environment, never as arguments: a random secret may begin with
+    # "-" (argparse would take it for an option), and a command line is visible in ps
     admin_secret = secrets.token_urlsafe(16)
-    turn = ["--turn", turn_url, "--turn-secret", secret, "--turn-ttl", "600"] \
-        if turn_url and secret else []
+    secret_env = {"SIGNALING_ADMIN_SECRET": admin_secret}
+    turn: list[str] = []
+    if turn_url and secret:
+        turn = ["--turn", turn_url, "--turn-ttl", "600"]
+        secret_env["SIGNALING_TURN_SECRET"] = secret
     # port 0: the kernel picks a free port, so a previous test's server still letting go of
     # its socket can never make this one fail to bind
     proc = procs.start("signaling", [
         *lab.exec_args("pub"), PY, "-m", "signaling", "--host", PUB_ADDR,
         "--port", "0", "--state", str(tmp_path / "signaling.sqlite3"),
-        "--admin-secret", admin_secret, *turn,
-        "--heartbeat", "1", "--gone-after", "4", "--log-level", "INFO"])
+        *turn, "--heartbeat", "1", "--gone-after", "4", "--log-level", "INFO"],
+        env_extra=secret_env)
     listening = re.compile(r"signaling server listening on (ws://\S+)")
     wait_for(lambda: listening.search(procs.log("signaling")), "the signaling server", 60,
              proc=proc, log=lambda: procs.log("signaling"))
     match = listening.search(procs.log("signaling"))
     assert match is not None
     url = match.group(1)
-    r = run([*lab.exec_args("pub"), PY, PEER, "room", "--url", url,
-             "--admin-secret", admin_secret])
+    r = run([*lab.exec_args("pub"), PY, PEER, "room", "--url", url],
+            env_extra={"SIGNALING_ADMIN_SECRET": admin_secret})
     assert r.returncode == 0, r.stderr
     return {"url": url, **json.loads(r.stdout)}
 

@@ -1,6 +1,6 @@
 """Small programs the NAT test runs inside its network namespaces (``ip netns exec``).
 
-``python tests/nat/nat_peer.py room --url U --admin-secret S``
+``SIGNALING_ADMIN_SECRET=S python tests/nat/nat_peer.py room --url U``
     create a room, print ``{"worker": token, "client": token}`` as JSON.
 ``python tests/nat/nat_peer.py client --config C --video V [--pipelines metadata,scenes]``
     submit the video with ``transfer=rtc`` (the file goes over the data channel) through the
@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import os
 import socket
 import sys
 import time
@@ -204,7 +205,8 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("room")
     p.add_argument("--url", required=True)
-    p.add_argument("--admin-secret", required=True)
+    p.add_argument("--admin-secret", default=os.environ.get("SIGNALING_ADMIN_SECRET"),
+                   help="prefer $SIGNALING_ADMIN_SECRET (a secret may begin with '-')")
     p = sub.add_parser("wait-worker")
     p.add_argument("--url", required=True)
     p.add_argument("--token", required=True)
