@@ -106,6 +106,16 @@ class WorkerSettings(_Section):
     max_upload_bytes: int = Field(
         default=50 * 1024**3, gt=0, description="Largest file accepted over the data channel."
     )
+    cache_max_bytes: int = Field(
+        default=100 * 1024**3, gt=0,
+        description="Total size cap of received files (cache_dir/files): least recently used "
+        "files are evicted to make room; files a running job uses never are.",
+    )
+    outbox_expire_days: float = Field(
+        default=7.0, gt=0,
+        description="Results of ended jobs that no client came back for are deleted after "
+        "this many days.",
+    )
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
     )
