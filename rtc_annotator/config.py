@@ -28,6 +28,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rtc_annotator.errors import ConfigError, RtcAnnotatorError
+from rtc_annotator.redact import register_secret
 from rtc_annotator.storage import (
     StorageBackend,
     StorageConfig,
@@ -492,4 +493,6 @@ def load_settings(
             raise ConfigError(_one_line(f"{source}: [storage.{name}]: {exc.message}"),
                               hint=exc.hint) from None
     settings.source = file
+    for secret in (settings.signaling.token, *(s.credential for s in settings.ice.servers)):
+        register_secret(secret)  # never shown in a log line or an error message
     return settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import toml
+import tomli_w
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, print_json, settings_from
@@ -49,4 +49,4 @@ def show(
         print_json(data)
     else:
         typer.echo(f"# source: {settings.source or 'built-in defaults'}")
-        typer.echo(toml.dumps(data).rstrip())
+        typer.echo(tomli_w.dumps(data).rstrip())

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import toml
+import tomli_w
 
 from tests.nat.netlab import HOST_LAN, PUB_ADDR, NatLab
 
@@ -159,7 +159,7 @@ def start_worker(lab: NatLab, procs: Procs, room: dict[str, str], tmp_path: Path
         "ice": {"servers": [], "host_addresses": [host]},
     }
     path = tmp_path / "worker.toml"
-    path.write_text(toml.dumps(cfg))
+    path.write_text(tomli_w.dumps(cfg))
     procs.start("worker", [*lab.exec_args(ns), PY, "-m", "rtc_annotator",
                            "--log-level", "INFO", "worker", "--config", str(path)])
     r = run([*lab.exec_args("pub"), PY, PEER, "wait-worker", "--url", room["url"],
@@ -175,7 +175,7 @@ def client_config(room: dict[str, str], tmp_path: Path) -> Path:
         "ice": {"servers": [], "host_addresses": [HOST_LAN["A"]]},
     }
     path = tmp_path / "client.toml"
-    path.write_text(toml.dumps(cfg))
+    path.write_text(tomli_w.dumps(cfg))
     return path
 
 
