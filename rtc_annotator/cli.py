@@ -26,6 +26,7 @@ from rtc_annotator.commands import (
     worker_cmd,
 )
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.redact import mask
 
 app = typer.Typer(
     name="rtc-annotator",
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="rtc-annotator")
     except RtcAnnotatorError as exc:
-        sys.stderr.write(f"error: {exc.code}: {exc.one_line()}\n")
+        sys.stderr.write(f"error: {exc.code}: {mask(exc.one_line())}\n")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

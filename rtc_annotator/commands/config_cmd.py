@@ -9,6 +9,7 @@ import tomli_w
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, print_json, settings_from
+from rtc_annotator.redact import mask
 
 app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
 
@@ -20,6 +21,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return mask(value)  # postgresql://u:***@h/db
     return value
 
 
@@ -37,7 +40,9 @@ def show(
     config: ConfigOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of TOML."),
 ) -> None:
-    """Print the effective configuration (file + environment overrides + defaults)."""
+    """Print the effective configuration (file + environment overrides + defaults).
+
+    Credentials are hidden: URL passwords become ***, tokens and ICE credentials <set>."""
     settings = settings_from(config)
     data = _plain(settings.model_dump(mode="python"))
     if settings.signaling.token:
