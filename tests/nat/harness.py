@@ -105,11 +105,15 @@ def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 10.0
 def start_coturn(lab: NatLab, procs: Procs, name: str, secret: str, *, port: int,
                   min_port: int, extra: list[str]) -> None:
     tmp = procs.logdir
+    # the secret in a private config file, not an argument (ps shows those to every user)
+    conf = tmp / (name + ".conf")
+    conf.touch(mode=0o600)
+    conf.write_text(f"static-auth-secret={secret}\n")
     proc = procs.start(name, [
-        *lab.exec_args("pub"), "turnserver", "-n", "--log-file=stdout", "-v",
+        *lab.exec_args("pub"), "turnserver", "-c", str(conf), "--log-file=stdout", "-v",
         f"--listening-ip={PUB_ADDR}", f"--relay-ip={PUB_ADDR}", f"--listening-port={port}",
         f"--min-port={min_port}", f"--max-port={min_port + 39}",
-        "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=natlab.test",
+        "--use-auth-secret", "--realm=natlab.test",
         "--no-tls", "--no-dtls", "--no-cli", f"--pidfile={tmp / (name + '.pid')}",
         f"--userdb={tmp / (name + '.db')}", *extra,
     ])
