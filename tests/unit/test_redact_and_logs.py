@@ -113,3 +113,37 @@ def test_config_show_toml_masks_and_doctor_masks(tmp_path: Path) -> None:
     r = _cli("doctor", "--config", str(cfg), "--json", "--timeout", "2", env={})
     assert r.returncode == 1, r.stdout + r.stderr        # the database check fails
     assert "hunter2" not in r.stdout + r.stderr and "rtca1.abcdef" not in r.stdout + r.stderr
+
+
+def test_job_processes_follow_the_format_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI exports RTC_ANNOTATOR_LOG_FORMAT; a worker's job process (spawned, so it reads the
+    environment) configures itself with the level only and still logs JSON."""
+    monkeypatch.setenv(logs.FORMAT_ENV, "json")
+    stream = io.StringIO()
+    logs.configure("INFO", stream)
+    logging.getLogger("child").info("hello")
+    assert json.loads(stream.getvalue())["msg"] == "hello"
+
+
+def test_signaling_server_logs_json(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
+    env.update(SIGNALING_ADMIN_SECRET="json-test-secret", RTC_ANNOTATOR_CONFIG=os.devnull,
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "signaling", "--port", "0", "--state",
+                             str(tmp_path / "s.sqlite3"), "--log-format", "json"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        records = []
+        for line in proc.stderr:
+            if line.startswith("{"):
+                records.append(json.loads(line))
+                if records[-1]["msg"] == "signaling server listening":
+                    break
+        assert records[-1]["level"] == "INFO" and records[-1]["url"].startswith("ws://")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        if proc.stderr is not None:
+            proc.stderr.close()
