@@ -55,9 +55,14 @@ def _clean_copy(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _clean_copy(tmp_path_factory.mktemp("clone"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, clone: Path) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("pkg")
-    sdist = _hook("build_sdist", _clean_copy(tmp / "clone"), tmp / "dist")
+    sdist = _hook("build_sdist", clone, tmp / "dist")
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp / "src", filter="data")
     (unpacked,) = (tmp / "src").iterdir()
@@ -128,3 +133,28 @@ def test_installed_wheel_runs(built: tuple[Path, Path], tmp_path: Path) -> None:
 
     r = _run([str(vpy), "-m", "signaling", "--help"], cwd=tmp_path, env=env)
     assert r.returncode == 0 and "--admin-secret-file" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["signaling.Dockerfile", "worker.Dockerfile"])
+def test_docker_build_context_is_enough_to_build(dockerfile: str, tmp_path: Path,
+                                                 clone: Path) -> None:
+    """The files a Dockerfile COPYs before `pip install .` are all the build needs (the license
+    file and README named in pyproject.toml included)."""
+    text = (REPO / "docker" / dockerfile).read_text()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            *sources, _dest = line.split()[1:]
+            for src in sources:
+                target = ctx / src
+                if (clone / src).is_dir():
+                    shutil.copytree(clone / src, target)
+                else:
+                    shutil.copy2(clone / src, target)
+    wheel = _hook("build_wheel", ctx, tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "rtc_annotator/store/migrations/alembic.ini" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), (
+        f"{dockerfile} does not COPY the LICENSE: the image's package would lack it")
