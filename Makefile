@@ -13,6 +13,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	# venvs made before the switch to scenedetect-headless hold two OpenCV builds: start clean
+	if $(PIP) show -q opencv-python 2>/dev/null; then $(PIP) uninstall -q -y scenedetect scenedetect-headless opencv-python opencv-python-headless; fi
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

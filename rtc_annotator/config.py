@@ -28,6 +28,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rtc_annotator.errors import ConfigError, RtcAnnotatorError
+from rtc_annotator.redact import register_secret
 from rtc_annotator.storage import (
     StorageBackend,
     StorageConfig,
@@ -231,6 +232,35 @@ class IceSettings(_Section):
     )
 
 
+class SignalingServerSettings(_Section):
+    """``[signaling_server]``: the signaling server's own settings (``python -m signaling``).
+
+    Each key has a command-line flag of the same name (``--turn-ttl-s`` is ``--turn-ttl``);
+    a flag wins over ``RTC_ANNOTATOR_SIGNALING_SERVER_<KEY>``, which wins over the file. The
+    secrets are never values here: ``$SIGNALING_ADMIN_SECRET`` / ``$SIGNALING_TURN_SECRET`` or
+    the files named by ``admin_secret_file`` / ``turn_secret_file``."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Port (0: any free port).")
+    state: Path = Field(default=Path("signaling-state.sqlite3"),
+                        description="SQLite file keeping rooms, policies and revocations.")
+    admin_secret_file: Path | None = Field(
+        default=None, description="File whose first line is the admin secret.")
+    turn_secret_file: Path | None = Field(
+        default=None, description="File whose first line is coturn's static-auth-secret.")
+    cert: Path | None = Field(default=None, description="TLS certificate (PEM): serve wss://.")
+    key: Path | None = Field(default=None, description="TLS private key (PEM).")
+    stun: list[str] = Field(default_factory=list, description="stun: URLs handed to peers.")
+    turn: list[str] = Field(default_factory=list,
+                            description="turn: URLs handed out with short-lived credentials.")
+    turn_ttl_s: int = Field(default=3600, gt=0, description="TURN credential lifetime, s.")
+    heartbeat_s: float = Field(default=5.0, gt=0, description="Heartbeat interval, s.")
+    gone_after_s: float = Field(default=12.0, gt=0,
+                                description="Close a peer silent this long, s.")
+    rate_per_s: float = Field(default=50.0, gt=0, description="Frames/s per connection.")
+    rate_burst: float = Field(default=200.0, gt=0, description="Rate-limit burst, frames.")
+
+
 class StorageSettings(_Section):
     """``[storage.<name>]``: one shared filesystem as mounted on this machine."""
 
@@ -266,6 +296,7 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ice: IceSettings = Field(default_factory=IceSettings)
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
+    signaling_server: SignalingServerSettings = Field(default_factory=SignalingServerSettings)
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -288,6 +319,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "client": ClientSettings,
     "database": DatabaseSettings,
     "ice": IceSettings,
+    "signaling_server": SignalingServerSettings,
 }
 
 
@@ -353,6 +385,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             continue
         rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
+        for name in _SECTIONS:  # a two-word section: RTC_ANNOTATOR_SIGNALING_SERVER_PORT
+            if "_" in name and rest.startswith(name + "_"):
+                section, key = name, rest[len(name) + 1 :]
         model = _SECTIONS.get(section)
         if model is None or not key:
             continue  # RTC_ANNOTATOR_CONFIG, RTC_ANNOTATOR_TEST_*, ... are not overrides
@@ -502,4 +537,6 @@ def load_settings(
             raise ConfigError(_one_line(f"{source}: [storage.{name}]: {exc.message}"),
                               hint=exc.hint) from None
     settings.source = file
+    for secret in (settings.signaling.token, *(s.credential for s in settings.ice.servers)):
+        register_secret(secret)  # never shown in a log line or an error message
     return settings

@@ -87,9 +87,9 @@ def make_sample_video(out: Path, say: Say) -> Path:
 
 
 def _toml(data: dict[str, Any]) -> str:
-    import toml
+    import tomli_w
 
-    return toml.dumps(data)
+    return tomli_w.dumps(data)
 
 
 class Demo:

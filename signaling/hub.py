@@ -272,7 +272,7 @@ class Hub:
             if not secrets.compare_digest(msg.admin_secret.encode(),
                                           self.config.admin_secret.encode()):
                 raise SignalingError("wrong admin secret", code=Codes.BAD_ADMIN_SECRET,
-                                     hint="use the --admin-secret the server was started with")
+                                     hint="use the server's $SIGNALING_ADMIN_SECRET")
             conn.role, conn.identity = "server", f"server:{conn.id}"
             conn.set_state(ConnState.AUTHENTICATED)
             return {"type": "welcome", "id": msg.id, "role": "server", "room": None,

@@ -135,13 +135,15 @@ async def route(
     worker: str | None = None,
     exclude: list[str] | None = None,
     on_queue: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+    min_gpu_memory_mb: int = 0,
 ) -> dict[str, Any]:
     """Ask the server for a worker (``worker``: only that one; ``exclude``: never those).
 
     Like :meth:`SignalingClient.route`: waits through ``queued`` updates, re-sends the same
     request id after a lost signaling connection."""
     fields: dict[str, Any] = {"pipelines": pipelines, "required_storage": required_storage,
-                              "strict": strict, "worker": worker, "exclude": exclude or []}
+                              "strict": strict, "worker": worker, "exclude": exclude or [],
+                              "min_gpu_memory_mb": min_gpu_memory_mb}
     rid = sig.new_id("route")
     while True:
         try:
@@ -263,6 +265,8 @@ async def submit_video(
     detach: bool = False,
     max_reroutes: int | None = None,
     spool_wait_s: float | None = None,
+    worker: str | None = None,
+    min_gpu_memory_mb: int = 0,
 ) -> SubmitResult:
     """Run one video through a worker of the room; never raises for a job-level failure.
 
@@ -272,7 +276,8 @@ async def submit_video(
     ``detach``: return once the job is accepted and its input sent (``result.detached``); the
     worker keeps the batches until ``attach_job``. Events through ``on_event``: hashing,
     routing, queued, routed, connected, upload, progress, artifacts, spooled, flushed,
-    rerouted, detached.
+    rerouted, detached. ``worker``: route only to that worker (it queues the job when its
+    slots are full); ``min_gpu_memory_mb``: only workers whose largest GPU has that much.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -327,7 +332,8 @@ async def submit_video(
         while True:
             await _notify(on_event, "routing", {"required_storage": required})
             routed = await route(sig, pipelines=pipelines, required_storage=required,
-                                 strict=strict_storage, exclude=excluded, on_queue=on_queue)
+                                 strict=strict_storage, exclude=excluded, on_queue=on_queue,
+                                 worker=worker, min_gpu_memory_mb=min_gpu_memory_mb)
             session_id = str(routed["session_id"])
             result.worker = str(routed.get("worker"))
             decision = routed.get("decision") or {}

@@ -65,8 +65,11 @@ def internal_error(pipeline: str, exc: BaseException) -> dict[str, str]:
 
 def child_main(conn: Connection, spec: JobSpec) -> None:
     """Entry point of the job process."""
-    if spec.gpu_index is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu_index)
+    if spec.gpu_index is not None:  # the parent's entry: a UUID or MIG id stays one
+        from rtc_annotator.pipelines.gpu import cuda_visible_entry
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_entry(
+            spec.gpu_index, os.environ.get("CUDA_VISIBLE_DEVICES"))
     from rtc_annotator import logs
     from rtc_annotator.pipelines.base import RunContext
     from rtc_annotator.pipelines.registry import Registry

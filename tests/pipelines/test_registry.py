@@ -59,5 +59,5 @@ def test_nvidia_smi_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     gpus = parse_nvidia_smi(text)
     assert [(g.index, g.name, g.memory_mb) for g in gpus] == [
         (0, "NVIDIA H200", 143771), (1, "NVIDIA A100-SXM4-80GB", 81920)]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert [g.index for g in parse_nvidia_smi(text)] == [1]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # index: the position among visible GPUs
+    assert [(g.index, g.name) for g in parse_nvidia_smi(text)] == [(0, "NVIDIA A100-SXM4-80GB")]
