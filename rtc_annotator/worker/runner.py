@@ -297,6 +297,9 @@ class JobRunner:
         recv_conn: Connection | None = None
         try:
             handle._set_status(JobStatus.RUNNING)
+            from rtc_annotator.pipelines.models import Catalog
+
+            catalog = await asyncio.to_thread(Catalog.from_settings, self.settings)
             spec = JobSpec(
                 job_id=handle.job_id, video=str(handle.video), pipelines=handle.pipelines,
                 profile=handle.profile, options=handle.options, registry=self.registry.entries,
@@ -304,7 +307,9 @@ class JobRunner:
                 if self.settings.worker.models_dir else None,
                 gpu_index=slot.gpu_index, log_level=logging.getLevelName(
                     logging.getLogger().getEffectiveLevel()),
-                batch_max=self.batch_max, flush_s=self.flush_s,
+                batch_max=self.batch_max, flush_s=self.flush_s, catalog=catalog,
+                cache_dir=str(self.settings.worker.cache_dir / "model-libs"),
+                threads=self.settings.worker.threads_per_job,
             )
             recv_conn, send_conn = self._ctx.Pipe(duplex=False)
             proc = self._ctx.Process(target=child_main, args=(send_conn, spec),
@@ -383,7 +388,11 @@ class JobRunner:
                                                       "seconds": round(float(seconds), 3)})
             elif kind == "failed":
                 _, name, envelope, detail = msg
-                failure = (name, ErrorEnvelope.model_validate(envelope), detail)
+                error = ErrorEnvelope.model_validate(envelope)
+                handle._log.warning("pipeline failed", ctx={
+                    "pipeline": name, "code": error.code, "message": error.message})
+                if failure is None:  # the job reports its first failure; others still run
+                    failure = (name, error, detail)
             elif kind == "done":
                 handle._child_done = True
 
