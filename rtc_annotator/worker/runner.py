@@ -88,6 +88,8 @@ class JobResult:
     """Why it failed (None unless failed)."""
     pipeline: str | None = None
     """The pipeline that failed, if one did."""
+    failures: dict[str, ErrorEnvelope] = field(default_factory=dict)
+    """Every pipeline that failed, with its error (the others of the job still ran)."""
 
 
 class JobHandle:
@@ -106,6 +108,7 @@ class JobHandle:
         self.timings: dict[str, float] = {}
         self.error: ErrorEnvelope | None = None
         self.failed_pipeline: str | None = None
+        self.failures: dict[str, ErrorEnvelope] = {}
         self._runner = runner
         self._status = JobStatus.QUEUED
         self._batches: asyncio.Queue[list[PipelineOutput] | None] = asyncio.Queue()
@@ -145,7 +148,7 @@ class JobHandle:
 
     def result(self) -> JobResult:
         return JobResult(self.job_id, self._status, dict(self.counts), dict(self.timings),
-                         self.error, self.failed_pipeline)
+                         self.error, self.failed_pipeline, dict(self.failures))
 
     async def cancel(self) -> None:
         """Cancel: drop it from the queue, or end its process; returns once it has ended."""
@@ -389,6 +392,7 @@ class JobRunner:
             elif kind == "failed":
                 _, name, envelope, detail = msg
                 error = ErrorEnvelope.model_validate(envelope)
+                handle.failures[name] = error
                 handle._log.warning("pipeline failed", ctx={
                     "pipeline": name, "code": error.code, "message": error.message})
                 if failure is None:  # the job reports its first failure; others still run
