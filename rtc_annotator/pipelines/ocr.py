@@ -154,7 +154,8 @@ class OcrPipeline(Pipeline):
         container.close()
         merger = TextSpanMerger(languages)
         last_ms = 0
-        for frame in iter_frames(video, every_ms=options.sample_every_ms, pixel_format="rgb24"):
+        # easyocr takes arrays as BGR (its grey image is cv2.COLOR_BGR2GRAY of them)
+        for frame in iter_frames(video, every_ms=options.sample_every_ms):
             results = reader.readtext(frame.image, detail=1)
             h, w = frame.image.shape[:2]
             items = [i for i in readtext_items(results, w, h)
