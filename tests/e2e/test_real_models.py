@@ -71,7 +71,9 @@ async def test_all_pipelines_in_one_networked_job(
 
         spoken = await find(store, r.asset_id, "window")
         assert spoken is not None and spoken.source == "transcript", spoken
-        assert 3000 <= spoken.start_ms <= 9000
+        # "window" is in the second sentence (spoken from about 5.0 to 7.4 s; tiny.en may
+        # join both sentences into one segment)
+        assert spoken.start_ms <= 6000 <= spoken.end_ms, spoken
         shown = await find(store, r.asset_id, "summary")
         assert shown is not None and shown.source == "ocr", shown
         assert shown.start_ms == 4000

@@ -20,7 +20,8 @@ from rtc_annotator.worker.runner import JobRunner
 from tests.real_models import find_weights, make_models_dir
 
 pytestmark = pytest.mark.timeout(600)
-REGISTRY = Registry({**BUILTIN, "envprobe": "tests.pipelines.envprobe:EnvProbe"})
+PROBE = "tests.pipelines.envprobe:EnvProbe"
+REGISTRY = Registry({**BUILTIN, "envprobe": PROBE, "envprobe2": PROBE})  # a job runs each once
 
 
 async def _reports(settings: Settings, video: Path, pipelines: list[str],
@@ -50,7 +51,7 @@ async def test_objects_leaves_the_threads_of_the_job_as_configured(
                    "threads_per_job": 2},
         "profiles": {"fast": {"objects": "people"}}})
     video = make_video(colors=("red",), seconds_each=1.0)
-    first, second = await _reports(settings, video, ["envprobe", "objects", "envprobe"],
+    first, second = await _reports(settings, video, ["envprobe", "objects", "envprobe2"],
                                    {"objects": {"sample_every_ms": 1000}})
     assert first["modules"] == [] and first["omp"] == "2"
     assert "ultralytics" in second["modules"]

@@ -189,11 +189,25 @@ def test_broken_weights_fail_their_pipeline_only(real: SimpleNamespace, tmp_path
 def test_a_yolo_file_that_is_not_a_detector(real: SimpleNamespace, tmp_path: Path) -> None:
     """A YOLO classifier: `models add` refuses it, and a job naming it fails with the fix."""
     cls = tmp_path / "classify.pt"
-    script = ("import sys\nfrom ultralytics import YOLO\n"
-              "YOLO('yolov8n-cls.yaml').save(sys.argv[1])\n")
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "yolo")}
-    subprocess.run([sys.executable, "-c", script, str(cls)], check=True, capture_output=True,
-                   env=env, timeout=300)
+    # one process builds a classifier (an ultralytics architecture, random weights) and loads it
+    # as a job's child would: the error names the pipeline, the file and the fix
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom ultralytics import YOLO\n"
+        "from rtc_annotator.pipelines.models import ModelEntry\n"
+        "from rtc_annotator.pipelines.objects import load_yolo\n"
+        "from rtc_annotator.pipelines.base import RunContext, ModelInvalid\n"
+        "YOLO('yolov8n-cls.yaml').save(sys.argv[1])\n"
+        "try:\n"
+        "    load_yolo(ModelEntry('objects', 'cls', Path(sys.argv[1]), 'config'),"
+        " RunContext('j', cache_dir=Path(sys.argv[2])))\n"
+        "except ModelInvalid as e:\n"
+        "    print('ERR', e.message, '|', e.hint)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(cls), str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=300, env=env).stdout
+    assert f"ERR objects: {cls} is a YOLO classify model, not a detector" in out
+    assert "objects option model" in out
+    # `models add` refuses it and records nothing
     cfg = tmp_path / "c.toml"
     cfg.write_text(toml.dumps({"worker": {"models_dir": str(tmp_path / "md"),
                                           "cache_dir": str(tmp_path / "cache")}}))
@@ -205,22 +219,6 @@ def test_a_yolo_file_that_is_not_a_detector(real: SimpleNamespace, tmp_path: Pat
     assert "not a usable objects model" in r.stderr and "classify" in r.stderr
     assert "not a detector" in r.stderr
     assert not (tmp_path / "md" / "models.json").exists()
-
-    # a job naming it (here: loaded as a job's child does) fails with the fix
-    script = (
-        "import sys\nfrom pathlib import Path\n"
-        "from rtc_annotator.pipelines.models import ModelEntry\n"
-        "from rtc_annotator.pipelines.objects import load_yolo\n"
-        "from rtc_annotator.pipelines.base import RunContext, ModelInvalid\n"
-        "try:\n"
-        "    load_yolo(ModelEntry('objects', 'cls', Path(sys.argv[1]), 'config'),"
-        " RunContext('j', cache_dir=Path(sys.argv[2])))\n"
-        "except ModelInvalid as e:\n"
-        "    print('ERR', e.message, '|', e.hint)\n")
-    out = subprocess.run([sys.executable, "-c", script, str(cls), str(tmp_path / "cache")],
-                         capture_output=True, text=True, timeout=300, env=env).stdout
-    assert f"ERR objects: {cls} is a YOLO classify model, not a detector" in out
-    assert "objects option model" in out
 
 
 def test_pipelines_list_json_shows_the_models(real: SimpleNamespace) -> None:
