@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -46,6 +46,9 @@ class ObjectsOptions(PipelineOptions):
     iou: float = Field(default=0.7, gt=0, le=1, description="NMS IoU threshold.")
     imgsz: int = Field(default=640, ge=32, le=4096, description="Inference image size.")
     track: bool = Field(default=False, description="Track objects across samples (track_id).")
+    tracker: Literal["bytetrack", "botsort"] = Field(
+        default="bytetrack", description="ultralytics tracker used with track (its own "
+        "default varies by version).")
     model: str | None = Field(
         default=None, description="Model name (`rtc-annotator models list`); default: the "
         "profile's.")
@@ -170,7 +173,8 @@ class ObjectsPipeline(Pipeline):
 
         def flush() -> Iterator[PipelineOutput]:
             if options.track:
-                results = [model.track(f.image, persist=True, **kwargs)[0] for f in batch]
+                results = [model.track(f.image, persist=True, tracker=f"{options.tracker}.yaml",
+                                       **kwargs)[0] for f in batch]
             else:
                 results = model.predict([f.image for f in batch], **kwargs)
             for frame, result in zip(batch, results, strict=True):
