@@ -52,7 +52,8 @@ DEMO_MODELS = (
 )
 QUICK = ("metadata", "scenes", "transcript")
 """Pipelines of the second job (the first runs every available one)."""
-DEMO_OPTIONS = {"objects": {"sample_every_ms": 1000}, "ocr": {"sample_every_ms": 2000}}
+DEMO_OPTIONS = {"objects": {"sample_every_ms": 2000}, "ocr": {"sample_every_ms": 4000}}
+"""Few samples: easyocr takes seconds per frame on a CPU (samples at 0 and 4 s: two slides)."""
 
 
 def prepare_models(models_dir: Path, cache_dir: Path, say: Say) -> dict[str, str]:
@@ -253,7 +254,17 @@ class Demo:
             },
             "gpu-plain": {},
         }
+        # what the workers will offer; this reads each model once (sha256, a detector's
+        # classes) into the cache that the workers then start with, so they register at once
+        worker_view = Settings.model_validate({
+            "worker": {"models_dir": str(models_dir), "cache_dir": str(wd / "model-cache")},
+            "profiles": {PROFILE: demo_models}})
+        caps = await asyncio.to_thread(worker_capabilities, worker_view)
+        meta = wd / "model-cache" / "models-meta.json"
         for name, storage in workers.items():
+            if meta.is_file():
+                (wd / name / "cache").mkdir(parents=True, exist_ok=True)
+                shutil.copy(meta, wd / name / "cache" / "models-meta.json")
             cfg = {
                 "signaling": {"url": self.url, "token": tokens["worker"], "heartbeat_s": 2.0},
                 "worker": {"name": name, "cache_dir": str(wd / name / "cache"), "job_slots": 1,
@@ -268,7 +279,7 @@ class Demo:
                 name,
                 ["-m", "rtc_annotator", "--log-level", "INFO", "worker", "--config", str(path)],
             )
-        for _ in range(300):
+        for _ in range(1200):
             online = {w["name"] for w in await admin.list_workers()}
             if set(workers) <= online:
                 break
@@ -291,10 +302,6 @@ class Demo:
                 **common,
             }
         )
-        worker_view = Settings.model_validate({
-            "worker": {"models_dir": str(models_dir), "cache_dir": str(wd / "model-cache")},
-            "profiles": {PROFILE: demo_models}})
-        caps = await asyncio.to_thread(worker_capabilities, worker_view)
         pipelines = [
             p for p in ("metadata", "scenes", "transcript", "objects", "ocr")
             if p in caps["pipelines"]
@@ -324,7 +331,7 @@ class Demo:
                     f"jump --kind scene --from-ms 0: next scene starts at "
                     f"{scene.span_start_ms} ms (index {scene.payload['index']})"
                 )
-            for source, text in (("transcript", "gradient descent"), ("ocr", "learning rate")):
+            for source, text in (("transcript", "learning rates"), ("ocr", "summary")):
                 if source not in pipelines:
                     continue
                 try:
