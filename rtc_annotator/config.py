@@ -40,6 +40,9 @@ APP_NAME = "rtc-annotator"
 ENV_PREFIX = "RTC_ANNOTATOR_"
 KNOWN_PIPELINES = ("metadata", "scenes", "transcript", "objects", "ocr")
 MODEL_PROFILES = ("fast", "balanced", "high_quality")
+MODEL_PIPELINES = ("transcript", "objects", "ocr")
+ModelPipeline = Literal["transcript", "objects", "ocr"]
+ModelProfile = Literal["fast", "balanced", "high_quality"]
 
 
 def user_data_dir() -> Path:
@@ -119,6 +122,11 @@ class WorkerSettings(_Section):
     )
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
+    )
+    threads_per_job: int | None = Field(
+        default=None, ge=1, le=256,
+        description="CPU threads each job's model libraries use (OpenMP, torch, OpenCV); "
+        "default: the libraries' own choice.",
     )
 
     @field_validator("pipelines")
@@ -287,6 +295,29 @@ class StorageSettings(_Section):
         return v
 
 
+class ModelSettings(_Section):
+    """``[models.<pipeline>.<name>]``: one model this machine holds."""
+
+    path: Path = Field(
+        description="File (objects: .pt/.onnx) or folder (transcript: CTranslate2 whisper; ocr: "
+        "easyocr .pth files); a relative path is under [worker] models_dir."
+    )
+    recognizer: str | None = Field(
+        default=None, description="ocr: easyocr recognizer name (default english_g2)."
+    )
+    detector: Literal["craft", "dbnet18"] | None = Field(
+        default=None, description="ocr: easyocr text detector (default craft)."
+    )
+    languages: list[str] | None = Field(
+        default=None, description="ocr: languages the recognizer reads (default [\"en\"])."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -297,6 +328,15 @@ class Settings(_Section):
     ice: IceSettings = Field(default_factory=IceSettings)
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
     signaling_server: SignalingServerSettings = Field(default_factory=SignalingServerSettings)
+    models: dict[ModelPipeline, dict[str, ModelSettings]] = Field(
+        default_factory=dict,
+        description="[models.<pipeline>.<name>]: models this machine holds, by name.",
+    )
+    profiles: dict[ModelProfile, dict[ModelPipeline, str]] = Field(
+        default_factory=dict,
+        description="[profiles.<profile>] <pipeline> = <model name>: the model each profile "
+        "uses (default: the built-in table).",
+    )
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -431,6 +471,10 @@ def _location(loc: tuple[int | str, ...]) -> tuple[str, str]:
     if parts[0] == "storage" and len(parts) >= 2:
         section = f"[storage.{parts[1]}]"
         key = ".".join(parts[2:])
+    elif parts[0] in ("models", "profiles") and len(parts) >= 2:
+        cut = 3 if parts[0] == "models" else 2
+        section = "[" + ".".join(parts[:cut]) + "]"
+        key = ".".join(parts[cut:])
     elif parts[0] in _SECTIONS:
         section = f"[{parts[0]}]"
         key = ".".join(parts[1:])
@@ -445,11 +489,14 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
     if kind == "extra_forbidden":
         name = loc[-1] if loc else key
         if section == "(top level)":
-            return _did_you_mean(name, [*_SECTIONS, "storage"], "top level").replace(
+            return _did_you_mean(name, [*_SECTIONS, "storage", "models", "profiles"],
+                                 "top level").replace(
                 "keys of [top level]", "known sections"
             )
         if section.startswith("[storage."):
             return _did_you_mean(name, list(StorageSettings.model_fields), section.strip("[]"))
+        if section.startswith("[models."):
+            return _did_you_mean(name, list(ModelSettings.model_fields), section.strip("[]"))
         section_model = _SECTIONS.get(section.strip("[]"))
         if section_model is not None:
             return _did_you_mean(name, list(section_model.model_fields), section.strip("[]"))

@@ -431,7 +431,7 @@ class Hub:
         room = self.store.rooms[conn.room]
         req = p.Requirements(pipelines=msg.pipelines, required_storage=msg.required_storage,
                              min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict,
-                             worker=msg.worker, exclude=msg.exclude)
+                             worker=msg.worker, exclude=msg.exclude, models=msg.models)
         assert conn.identity is not None
         for s in self.sessions.of(room.name, conn.identity):
             if s.route_id == msg.id and s.client == conn.identity and s.routed is not None:

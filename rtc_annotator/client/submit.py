@@ -126,6 +126,12 @@ class _DetachingSession(ClientSession):
         return result
 
 
+def named_models(options: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """pipeline -> model name, for each pipeline whose options name a ``model``."""
+    return {p: str(o["model"]) for p, o in options.items()
+            if isinstance(o, dict) and isinstance(o.get("model"), str)}
+
+
 async def route(
     sig: SignalingClient,
     *,
@@ -136,6 +142,7 @@ async def route(
     exclude: list[str] | None = None,
     on_queue: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     min_gpu_memory_mb: int = 0,
+    models: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Ask the server for a worker (``worker``: only that one; ``exclude``: never those).
 
@@ -144,6 +151,8 @@ async def route(
     fields: dict[str, Any] = {"pipelines": pipelines, "required_storage": required_storage,
                               "strict": strict, "worker": worker, "exclude": exclude or [],
                               "min_gpu_memory_mb": min_gpu_memory_mb}
+    if models:  # only workers holding the models the job names (pipeline option "model")
+        fields["models"] = models
     rid = sig.new_id("route")
     while True:
         try:
@@ -333,7 +342,8 @@ async def submit_video(
             await _notify(on_event, "routing", {"required_storage": required})
             routed = await route(sig, pipelines=pipelines, required_storage=required,
                                  strict=strict_storage, exclude=excluded, on_queue=on_queue,
-                                 worker=worker, min_gpu_memory_mb=min_gpu_memory_mb)
+                                 worker=worker, min_gpu_memory_mb=min_gpu_memory_mb,
+                                 models=named_models(opts))
             session_id = str(routed["session_id"])
             result.worker = str(routed.get("worker"))
             decision = routed.get("decision") or {}

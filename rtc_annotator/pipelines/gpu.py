@@ -1,17 +1,21 @@
-"""GPU detection: name and memory of each GPU, via torch, else nvidia-smi, else none.
+"""GPU detection: name and memory of each GPU, via nvidia-smi, else torch in a subprocess.
 
-A machine without GPUs is a valid (CPU) worker. Detection never creates a CUDA context in the
-calling process (torch is asked for device properties only).
+A machine without GPUs is a valid (CPU) worker. Detection never imports torch into the calling
+process (a worker, or a job's process): importing it changes thread settings and costs jobs
+that never use it, so torch is asked in a short subprocess, and only when the NVIDIA driver is
+loaded but nvidia-smi is missing.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from rtc_annotator.logs import get_logger
@@ -33,20 +37,30 @@ class GpuInfo:
     """Total memory in MiB."""
 
 
+_TORCH_QUERY = (
+    "import json, torch\n"
+    "out = []\n"
+    "if torch.cuda.is_available():\n"
+    "    for i in range(torch.cuda.device_count()):\n"
+    "        p = torch.cuda.get_device_properties(i)\n"
+    "        out.append([i, str(p.name), int(p.total_memory // (1024 * 1024))])\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def nvidia_driver_loaded() -> bool:
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+
+
 def _from_torch() -> list[GpuInfo] | None:
-    if importlib.util.find_spec("torch") is None:
+    if not nvidia_driver_loaded() or importlib.util.find_spec("torch") is None:
         return None
     try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return []
-        out = []
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            out.append(GpuInfo(i, str(props.name), int(props.total_memory // (1024 * 1024))))
-        return out
-    except Exception as exc:
+        proc = subprocess.run([sys.executable, "-c", _TORCH_QUERY], capture_output=True,
+                              text=True, timeout=60, check=True)
+        rows = json.loads(proc.stdout.strip().splitlines()[-1])
+        return [GpuInfo(int(i), str(name), int(mb)) for i, name, mb in rows]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
         log.warning("torch GPU query failed", ctx={"error": type(exc).__name__})
         return None
 
@@ -190,7 +204,7 @@ def _from_nvidia_smi() -> list[GpuInfo] | None:
 @functools.lru_cache(maxsize=1)
 def detect_gpus() -> tuple[GpuInfo, ...]:
     """The GPUs of this machine (empty on a CPU-only machine). Cached for the process."""
-    for source in (_from_torch, _from_nvidia_smi):
+    for source in (_from_nvidia_smi, _from_torch):
         found = source()
         if found is not None:
             return tuple(found)

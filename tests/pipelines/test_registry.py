@@ -36,9 +36,10 @@ def test_weights_present_make_a_profile_available(tmp_path: Path) -> None:
     pytest.importorskip("faster_whisper", reason="faster-whisper is not installed")
     (tmp_path / "faster-whisper" / "base").mkdir(parents=True)
     (tmp_path / "faster-whisper" / "base" / "model.bin").write_bytes(b"x")
+    (tmp_path / "faster-whisper" / "base" / "config.json").write_text("{}")
     row = _by_name(Settings(worker=WorkerSettings(models_dir=tmp_path)))["transcript"]
     assert row.ok and row.profiles == ("fast",)
-    assert "balanced: missing" in row.reason
+    assert "balanced: small missing" in row.reason
 
 
 def test_pipelines_not_offered_by_config() -> None:
