@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-extras=(openssl)
+extras=(openssl chromium)
 # tests/nat builds NATed network namespaces with a coturn relay: root, iptables and coturn
 if [ "$(id -u)" -eq 0 ]; then extras+=(coturn:turnserver iptables); fi
 scripts/ensure-system-deps.sh "${extras[@]}" || exit 1
