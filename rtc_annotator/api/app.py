@@ -292,11 +292,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         if follow:
             while True:
                 try:
-                    job = await asyncio.wait_for(queue.get(), 15.0)
+                    item = await asyncio.wait_for(queue.get(), 15.0)
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue
-                await resp.write(_sse(job))
+                if item is None:  # the server is stopping
+                    break
+                await resp.write(_sse(item))
         await resp.write_eof()
         return resp
     finally:
@@ -377,6 +379,11 @@ def make_app(store: Store, *, settings: Settings | None = None, token: str | Non
         app[TOKEN] = token
     if jobs is not None:
         app[JOBS] = jobs
+
+        async def end_streams(_: web.Application) -> None:
+            jobs.end_streams()
+
+        app.on_shutdown.append(end_streams)
     app[MEDIA] = media_locator or MediaLocator(
         JobRegistry(settings.client.jobs_path()), StorageResolver(settings.storage_config()))
     for method, path, handler in ROUTES:

@@ -128,17 +128,24 @@ class JobManager:
         self.registry = JobRegistry(settings.client.jobs_path())
         self.link_options = link_options
         self.live: dict[str, LiveJob] = {}
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
 
     # ---------------------------------------------------------------- events
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue of job views; ``None`` means the server is stopping (end the stream)."""
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._subscribers.discard(q)
+
+    def end_streams(self) -> None:
+        """Tell every event stream to end (server shutdown)."""
+        for q in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
 
     async def _publish(self, job_id: str) -> None:
         try:
@@ -314,6 +321,7 @@ class JobManager:
 
     async def close(self) -> None:
         """Stop following the running jobs (they keep running on their workers)."""
+        self.end_streams()
         tasks = [j.task for j in self.live.values() if j.task is not None and not j.task.done()]
         for t in tasks:
             t.cancel()

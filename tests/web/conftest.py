@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +84,24 @@ async def browser(chromium_browser: Any) -> AsyncIterator[Any]:
         yield context
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def fresh_browser(chromium: str) -> AsyncIterator[Any]:
+    """A Chromium of its own for a test that runs in its own event loop (the job and room
+    tests share the function-scoped signaling fixtures of tests/e2e)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, headless=True, args=FLAGS)
+        context = await b.new_context(accept_downloads=True,
+                                      viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(20_000)
+        try:
+            yield context
+        finally:
+            await context.close()
+            await b.close()
 
 
 async def screenshot(page: Any, name: str) -> None:
@@ -200,9 +219,8 @@ def viewer_data(make_video: VideoFactory, tmp_path_factory: pytest.TempPathFacto
 ServeApp = Callable[..., Awaitable[str]]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def serve_app() -> AsyncIterator[ServeApp]:
-    """``await serve_app(settings, token=None, jobs=False, link_options=None)`` -> base URL."""
+@contextlib.asynccontextmanager
+async def _serving() -> AsyncIterator[ServeApp]:
     runners: list[web.AppRunner] = []
     stores: list[Store] = []
     managers: list[JobManager] = []
@@ -232,3 +250,18 @@ async def serve_app() -> AsyncIterator[ServeApp]:
             await r.cleanup()
         for s in stores:
             await s.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """``await serve_app(settings, token=None, jobs=False, link_options=None)`` -> base URL
+    (for the tests of a module sharing one event loop)."""
+    async with _serving() as start:
+        yield start
+
+
+@pytest_asyncio.fixture
+async def serve_app_fn() -> AsyncIterator[ServeApp]:
+    """``serve_app`` for tests running in their own event loop."""
+    async with _serving() as start:
+        yield start

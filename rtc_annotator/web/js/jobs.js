@@ -66,7 +66,7 @@ function progressCell(j) {
   if (up && up.total) {
     const frac = up.done / up.total;
     parts.push(el("div", {}, el("span", { class: "bar" }, el("i", { style: `width:${(100 * frac).toFixed(0)}%` })),
-      `upload ${(up.done / 1e6).toFixed(1)}/${(up.total / 1e6).toFixed(1)} MB`,
+      `upload ${size(up.done)} of ${size(up.total)}`,
       up.mb_per_s !== null ? ` at ${up.mb_per_s} MB/s` : "", up.eta_s !== null && frac < 1 ? `, ETA ${up.eta_s} s` : ""));
   }
   for (const [stage, frac] of Object.entries(live.progress || {})) {
@@ -74,6 +74,10 @@ function progressCell(j) {
   }
   if (live.error) parts.push(el("div", { class: "error" }, `${live.error.code}: ${live.error.message}`, live.error.hint ? el("div", { class: "muted" }, live.error.hint) : ""));
   return el("td", {}, parts);
+}
+
+function size(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(0)} kB`;
 }
 
 function renderAll() {
