@@ -59,7 +59,7 @@ function render(room) {
     el("td", {}, w.name, el("div", { class: "muted" }, w.version || "")),
     el("td", {}, w.storage_backends.map((b) => `${b.name} (${b.type})`).join(", ") || "-"),
     el("td", {}, w.pipelines.join(", ") || "-"),
-    el("td", {}, Object.entries(w.models || {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join("/") : v}`).join(", ") || "-"),
+    el("td", { class: "muted" }, Object.entries(w.unavailable || {}).map(([k, v]) => `${k}: ${v}`).join("; ") || "-"),
     el("td", {}, w.gpus.map((g) => `${g.name} ${g.memory_mb} MiB`).join(", ") || "cpu"),
     el("td", {}, `${w.free_slots}/${w.job_slots}`),
     el("td", {}, String(w.load)),
