@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 import uuid
@@ -128,6 +129,7 @@ class JobManager:
         self.registry = JobRegistry(settings.client.jobs_path())
         self.link_options = link_options
         self.live: dict[str, LiveJob] = {}
+        self._seq = itertools.count(1)
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
 
     # ---------------------------------------------------------------- events
@@ -265,6 +267,7 @@ class JobManager:
                     "pipelines": live.pipelines, "status": JobStatus.ROUTING.value,
                     "worker": None, "artifacts": 0, "error": None}
         body["live"] = live.view() if live is not None else None
+        body["seq"] = next(self._seq)  # newer views of a job have higher numbers
         return body
 
     async def list(self) -> list[dict[str, Any]]:

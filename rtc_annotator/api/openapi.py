@@ -85,7 +85,9 @@ def _schemas() -> dict[str, Any]:
     status = {"type": "string", "enum": [s.value for s in JobStatus],
               "description": "Last known status."}
     job = {"type": "object", "required": ["job_id", "video", "status", "pipelines", "live"],
-           "properties": {**record["properties"], "status": status, "live": live},
+           "properties": {**record["properties"], "status": status, "live": live,
+                          "seq": {"type": "integer", "description": "Grows with every view "
+                                  "this server makes: keep the job with the highest."}},
            "description": "A job of the local registry, with live state while serve runs it."}
     worker = {"type": "object", "required": ["name", "pipelines", "job_slots", "free_slots",
                                              "load", "draining"]}

@@ -106,6 +106,7 @@ async def test_boxes_appear_at_their_frames_and_disappear_after(
     assert await boxes.count() == 2
     labels = sorted(await boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.label)"))
     assert labels == ["cat", "dog"]
+    await screenshot(page, "webapp-viewer.png")
     dog = page.locator("#overlay .box[data-label=dog]")
     colour = await dog.evaluate("(b) => b.style.borderColor")
     assert "0.90" in await dog.inner_text() and "#7" in await dog.inner_text()
@@ -113,7 +114,6 @@ async def test_boxes_appear_at_their_frames_and_disappear_after(
     await _seek(page, DOG_FRAMES[-1] / 1000 + 0.01)
     assert await dog.evaluate("(b) => b.style.borderColor") == colour  # track 7 keeps its colour
     assert await dog.evaluate("(b) => parseFloat(b.style.left)") > left_at_1200
-    await screenshot(page, "webapp-viewer.png")
     # the last frame's boxes stay one frame period (40 ms at 25 fps), then go
     await _seek(page, DOG_FRAMES[-1] / 1000 + 0.1)
     assert await boxes.count() == 0

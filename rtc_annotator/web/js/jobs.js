@@ -4,12 +4,17 @@ import { call, el, events, get } from "./api.js";
 const jobs = new Map();
 let stream = null;
 
+// answers and events can cross: keep the newest view of each job
+function keep(job) {
+  const old = jobs.get(job.job_id);
+  if (!old || (job.seq || 0) >= (old.seq || 0)) jobs.set(job.job_id, job);
+}
+
 export async function showJobs() {
   const form = document.getElementById("job-form");
   form.onsubmit = submit;
   const { jobs: list } = await get("/v1/jobs");
-  jobs.clear();
-  for (const j of list) jobs.set(j.job_id, j);
+  for (const j of list) keep(j);
   renderAll();
   if (!stream) follow();
 }
@@ -23,7 +28,7 @@ function follow() {
   stream = ctrl;
   events("/v1/jobs/events", (name, job) => {
     if (name !== "job") return;
-    jobs.set(job.job_id, job);
+    keep(job);
     renderAll();
   }, ctrl.signal).catch(() => {}).finally(() => {
     if (stream === ctrl) { stream = null; setTimeout(() => { if (!document.getElementById("jobs").hidden && !stream) follow(); }, 2000); }
@@ -42,7 +47,7 @@ async function submit(ev) {
   };
   try {
     const { job } = await call("POST", "/v1/jobs", { body });
-    jobs.set(job.job_id, job);
+    keep(job);
     renderAll();
   } catch (err) {
     errBox.textContent = `${err.code}: ${err.message}${err.hint ? " -- " + err.hint : ""}`;
@@ -103,7 +108,7 @@ async function cancel(jobId, button) {
   button.textContent = "cancelling...";
   try {
     const { job } = await call("DELETE", `/v1/jobs/${jobId}`);
-    jobs.set(job.job_id, job);
+    keep(job);
     renderAll();
   } catch (err) {
     button.disabled = false;

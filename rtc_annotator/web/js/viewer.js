@@ -223,7 +223,7 @@ function visibleDetections(st, t) {
 }
 
 function colour(p) {
-  const key = p.track_id !== null && p.track_id !== undefined ? p.track_id * 137.508 : [...p.label].reduce((h, c) => h * 31 + c.charCodeAt(0), 7);
+  const key = p.track_id !== null && p.track_id !== undefined ? p.track_id * 137.508 + 120 : [...p.label].reduce((h, c) => h * 31 + c.charCodeAt(0), 7);
   return `hsl(${Math.abs(key) % 360}, 85%, 50%)`;
 }
 
