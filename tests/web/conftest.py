@@ -104,10 +104,14 @@ async def fresh_browser(chromium: str) -> AsyncIterator[Any]:
             await b.close()
 
 
-async def screenshot(page: Any, name: str) -> None:
-    """Save a main view under docs/images/ when SCREENSHOTS=1 (docs use these)."""
+async def screenshot(page: Any, name: str, settle: str | None = None) -> None:
+    """Save a main view under docs/images/ when SCREENSHOTS=1 (docs use these); ``settle``:
+    a JS predicate to wait for first (e.g. the video has its frame, no spinner)."""
     if os.environ.get("SCREENSHOTS") != "1":
         return
+    if settle is not None:
+        await page.wait_for_function(settle)
+        await page.wait_for_timeout(500)
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(DOCS_IMAGES / name), full_page=False)
 

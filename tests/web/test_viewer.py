@@ -106,7 +106,8 @@ async def test_boxes_appear_at_their_frames_and_disappear_after(
     assert await boxes.count() == 2
     labels = sorted(await boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.label)"))
     assert labels == ["cat", "dog"]
-    await screenshot(page, "webapp-viewer.png")
+    await screenshot(page, "webapp-viewer.png",
+                     settle="() => document.getElementById('player').readyState >= 4")
     dog = page.locator("#overlay .box[data-label=dog]")
     colour = await dog.evaluate("(b) => b.style.borderColor")
     assert "0.90" in await dog.inner_text() and "#7" in await dog.inner_text()
