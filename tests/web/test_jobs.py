@@ -90,3 +90,44 @@ async def test_job_errors_show_their_hint(
     await row.wait_for()
     text = await row.inner_text()
     assert "NO_MATCHING_WORKER" in text and "rtc-annotator room workers" in text
+
+
+async def test_cancel_a_running_job(
+        serve_app_fn: ServeApp, make_settings: MakeSettings,  # noqa: F811
+        start_worker: StartWorker, make_video: VideoFactory) -> None:  # noqa: F811
+    """DELETE on a job serve is following: it stops following, attaches and cancels on the
+    worker, as `jobs cancel` does; the runs are marked cancelled, what came is kept."""
+    import asyncio
+
+    import aiohttp
+
+    from rtc_annotator.store import Store
+
+    await start_worker("gpu-c", job_slots=1)
+    settings = make_settings("laptop-c", role="client")
+    base = await serve_app_fn(settings, jobs=True, link_options=fast_link())
+    video = make_video(colors=("red", "blue") * 6, seconds_each=1.0, size="1280x720",
+                       name="slow.mp4")
+    slow = {"scenes": {"downscale_width": 0, "min_scene_len_ms": 200}}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/v1/jobs", json={"video": str(video), "options": slow,
+                                                   "pipelines": ["metadata", "scenes"]}) as r:
+            assert r.status == 202
+            job_id = (await r.json())["job"]["job_id"]
+        for _ in range(600):
+            async with s.get(f"{base}/v1/jobs/{job_id}") as r:
+                job = (await r.json())["job"]
+            if job["live"]["artifacts"] > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert job["live"]["running"] and job["status"] == "running", job
+        async with s.delete(f"{base}/v1/jobs/{job_id}") as r:
+            assert r.status == 200
+            job = (await r.json())["job"]
+    assert job["status"] == "cancelled" and job["live"]["phase"] == "cancelled", job
+    assert job["live"]["error"]["code"] == "CANCELLED"
+    store = await Store.open(settings.database.url)
+    try:
+        assert (await store.get_run(f"{job_id}-scenes"))["status"] == "cancelled"
+    finally:
+        await store.close()

@@ -242,3 +242,28 @@ async def test_video_not_on_this_machine_still_shows_results(
     # without the file, clicking still moves the timeline's clock
     await page.locator("#timeline .lane[data-lane=scene] .item").click()
     assert await page.inner_text("#clock") == "0:00.000"
+
+
+async def test_token_protected_server_logs_in_and_plays(
+        browser: Any, serve_app: ServeApp, viewer_data: ViewerData, tmp_path: Path) -> None:
+    """A server with an access token: the page asks for it once; the session cookie then
+    carries the API calls and the video's range requests (no token in any URL)."""
+    base = await serve_app(viewer_data.settings(tmp_path), token="lab-serve-token")
+    page = await browser.new_page()
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    await page.goto(base + "/")
+    await page.locator("#login").wait_for()
+    assert await page.locator("#videos").is_hidden()
+    await page.fill("#login-token", "wrong")
+    await page.click("#login-form button")
+    await page.wait_for_function(
+        "() => document.getElementById('login-error').textContent.includes('wrong')")
+    await page.fill("#login-token", "lab-serve-token")
+    await page.click("#login-form button")
+    await page.locator(f"#video-table tr[data-asset='{viewer_data.asset}'] a").click()
+    await _wait_video_ready(page)
+    cookies = await browser.cookies()
+    assert [c["httpOnly"] for c in cookies] == [True]
+    assert "lab-serve-token" not in cookies[0]["value"]
+    assert not [u for u in urls if "lab-serve-token" in u]
