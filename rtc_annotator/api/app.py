@@ -398,8 +398,7 @@ async def run_server(settings: Settings, host: str, port: int, *,
     """Open the store and serve until cancelled; jobs submitted here run in this process."""
     store = await Store.open(settings.database.url)
     manager = JobManager(settings, store)
-    runner = web.AppRunner(make_app(store, settings=settings, token=token, jobs=manager),
-                           access_log=None)
+    runner = web.AppRunner(make_app(store, settings=settings, token=token, jobs=manager))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
