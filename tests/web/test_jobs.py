@@ -44,9 +44,11 @@ async def test_jobs_queue_complete_and_cancel(
     page = await fresh_browser.new_page()
     await page.goto(base + "/#/jobs")
     first = await _submit(page, long_clip)
+    # once the first holds the worker's only slot, the next ones wait in the route queue
+    await page.locator(f"#job-table tr[data-job='{first}'] td",
+                       has_text="routed:").wait_for()
     second = await _submit(page, short_clip)
     third = await _submit(page, short_clip, "metadata")
-    # one slot: while the first runs, the others wait in the room's route queue
     rows = page.locator("#job-table tbody tr")
     await page.locator(f"#job-table tr[data-job='{third}'] .queue").wait_for()
     text = await page.locator(f"#job-table tr[data-job='{third}']").inner_text()

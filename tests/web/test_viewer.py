@@ -87,11 +87,17 @@ async def test_current_transcript_and_ocr_follow_playback(browser: Any, serve_ap
     assert await page.inner_text("#now-ocr") == "-"
     await page.evaluate("() => { const v = document.getElementById('player'); v.muted = true;"
                         " v.currentTime = 1.4; return v.play(); }")
-    # playing on from 1.4 s: the OCR text that starts at 1.5 s appears by itself
-    await page.wait_for_function(
-        "() => document.getElementById('now-ocr').textContent === 'Gradient slide'")
-    assert await page.inner_text("#now-transcript") == "gradient descent step by step"
-    await page.evaluate("() => document.getElementById('player').pause()")
+    # playing on from 1.4 s: the OCR text that starts at 1.5 s appears by itself, and the
+    # transcript line shown is the segment of the moment
+    handle = await page.wait_for_function(
+        """() => { const v = document.getElementById('player');
+        if (document.getElementById('now-ocr').textContent !== 'Gradient slide') return null;
+        v.pause();
+        return [v.currentTime, document.getElementById('now-transcript').textContent]; }""")
+    t, line = await handle.json_value()
+    assert 1.5 <= t < 2.5
+    assert line == ("gradient descent step by step" if t < 2.0 else "-" if t < 2.1
+                    else "questions at the end")
 
 
 async def test_boxes_appear_at_their_frames_and_disappear_after(
