@@ -37,6 +37,7 @@ JOBS: web.AppKey[JobManager] = web.AppKey("jobs", JobManager)
 MEDIA: web.AppKey[MediaLocator] = web.AppKey("media", MediaLocator)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 MAX_LIMIT = 10_000
+REGISTRY_POLL_S = 2.0
 WEB_DIR = Path(str(resources.files("rtc_annotator") / "web"))
 log = get_logger(__name__)
 
@@ -279,7 +280,11 @@ async def delete_job(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``job`` event per change (all jobs first, then live)."""
+    """Server-sent events: one ``job`` event per change (all jobs first, then live).
+
+    Jobs this server runs are pushed as they move; the registry is also read every
+    ``REGISTRY_POLL_S`` so that jobs followed by other processes (``submit``, ``jobs attach``)
+    are seen changing too."""
     manager = _jobs(request)
     follow = _choice(request, "follow", "true", ("true", "false")) == "true"
     queue = manager.subscribe()
@@ -287,18 +292,23 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
+        seen: dict[str, Any] = {}
         for job in await manager.list():
+            seen[job["job_id"]] = job.get("updated_at")
             await resp.write(_sse(job))
-        if follow:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), 15.0)
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                if item is None:  # the server is stopping
-                    break
-                await resp.write(_sse(item))
+        while follow:
+            try:
+                item = await asyncio.wait_for(queue.get(), REGISTRY_POLL_S)
+            except TimeoutError:
+                for job in await manager.list():
+                    if job["live"] is None and seen.get(job["job_id"]) != job.get("updated_at"):
+                        seen[job["job_id"]] = job.get("updated_at")
+                        await resp.write(_sse(job))
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if item is None:  # the server is stopping
+                break
+            await resp.write(_sse(item))
         await resp.write_eof()
         return resp
     finally:

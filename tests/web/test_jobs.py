@@ -133,3 +133,47 @@ async def test_cancel_a_running_job(
         assert (await store.get_run(f"{job_id}-scenes"))["status"] == "cancelled"
     finally:
         await store.close()
+
+
+async def test_events_show_jobs_of_other_clients(
+        serve_app_fn: ServeApp, make_settings: MakeSettings,  # noqa: F811
+        tmp_path: Path) -> None:
+    """A job that another process (`submit`, `jobs attach`) records in the shared registry
+    reaches the page's event stream, and so does each change of it."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    from rtc_annotator.client.jobs import JobRecord, JobStatus
+
+    settings = make_settings("laptop-e", role="client")
+    base = await serve_app_fn(settings, jobs=True)
+    registry = JobRegistry(settings.client.jobs_path())
+    seen: list[tuple[str, str]] = []
+
+    async def read(resp: aiohttp.ClientResponse) -> None:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                job = json.loads(line[6:])
+                seen.append((job["job_id"], job["status"]))
+
+    async def wait_for(item: tuple[str, str]) -> None:
+        for _ in range(200):
+            if item in seen:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{item} not in {seen}")
+
+    async with aiohttp.ClientSession() as s, s.get(f"{base}/v1/jobs/events") as resp:
+        reader = asyncio.create_task(read(resp))
+        try:
+            record = JobRecord(job_id="clijob1", video=str(tmp_path / "a.mp4"),
+                               status=JobStatus.RUNNING, worker="gpu-x")
+            await registry.save(record)
+            await wait_for(("clijob1", "running"))
+            record.set_status(JobStatus.DONE)
+            await registry.save(record)
+            await wait_for(("clijob1", "done"))
+        finally:
+            reader.cancel()
