@@ -50,6 +50,8 @@ class MediaLocator:
     registry: JobRegistry | None
     resolver: StorageResolver | None = None
     _hashes: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    _found: dict[str, str] = field(default_factory=dict)
+    """asset id -> the recorded path that matched last time (checked again on each use)."""
 
     async def candidates(self, asset_id: str) -> list[str]:
         if self.registry is None:
@@ -93,9 +95,19 @@ class MediaLocator:
         return digest == asset_id
 
     async def find(self, asset_id: str, size: int | None) -> Path:
-        """The file of ``asset_id`` on this machine; :class:`VideoNotHere` otherwise."""
+        """The file of ``asset_id`` on this machine; :class:`VideoNotHere` otherwise.
+
+        A video element asks again for every range: the path that matched last time is tried
+        first (same checks; its hash is cached while size and mtime stay the same)."""
+        last = self._found.get(asset_id)
+        if last is not None:
+            path = await asyncio.to_thread(self._checked_path, last)
+            if path is not None and await asyncio.to_thread(self._matches, path, asset_id, size):
+                return path
+            del self._found[asset_id]
         for recorded in await self.candidates(asset_id):
             path = await asyncio.to_thread(self._checked_path, recorded)
             if path is not None and await asyncio.to_thread(self._matches, path, asset_id, size):
+                self._found[asset_id] = recorded
                 return path
         raise VideoNotHere("the video file of this asset is not on this machine")

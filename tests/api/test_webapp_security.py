@@ -64,6 +64,10 @@ async def test_media_serves_the_recorded_file_with_ranges(
                          headers={"Range": "bytes=1000-1099"}) as r:
             assert r.status == 206 and await r.read() == CONTENT[1000:1100]
             assert r.headers["Content-Range"] == f"bytes 1000-1099/{len(CONTENT)}"
+        # the file changes under the same path and size: it is no longer that video
+        clip.write_bytes(CONTENT[::-1])
+        async with s.get(f"{base}/v1/videos/{asset}/media") as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "VIDEO_NOT_HERE"
 
 
 async def test_media_refuses_anything_but_the_assets_own_file(
