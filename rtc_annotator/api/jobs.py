@@ -95,6 +95,8 @@ class LiveJob:
     upload_done: int = 0
     upload_total: int = 0
     upload_started: float | None = None
+    upload_last: float | None = None
+    connected_at: float | None = None
     progress: dict[str, float] = field(default_factory=dict)
     artifacts: int = 0
     error: dict[str, str] | None = None
@@ -104,8 +106,8 @@ class LiveJob:
     def view(self) -> dict[str, Any]:
         mbps: float | None = None
         eta: float | None = None
-        if self.upload_started is not None and self.upload_done:
-            elapsed = max(time.monotonic() - self.upload_started, 1e-3)
+        if self.upload_started is not None and self.upload_last is not None and self.upload_done:
+            elapsed = max(self.upload_last - self.upload_started, 1e-3)
             rate = self.upload_done / elapsed
             mbps = round(rate / 1e6, 2)
             if self.upload_total:
@@ -170,12 +172,14 @@ class JobManager:
                 live.phase, live.queue_position = "connecting", None
                 live.worker, live.decision = data.get("worker"), str(data.get("decision", ""))
             elif kind == "connected":
-                live.phase = "running"
+                live.phase, live.connected_at = "running", time.monotonic()
             elif kind == "upload":
-                if live.upload_started is None:
-                    live.upload_started = time.monotonic()
-                live.phase = "upload"
+                now = time.monotonic()
+                if live.upload_started is None:  # the file goes out right after connecting
+                    live.upload_started = live.connected_at or now
+                live.upload_last = now
                 live.upload_done, live.upload_total = int(data["done"]), int(data["total"])
+                live.phase = "upload" if live.upload_done < live.upload_total else "running"
             elif kind == "progress":
                 stage = str(data.get("stage", ""))
                 if stage and stage != "transfer":
