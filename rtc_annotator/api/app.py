@@ -9,6 +9,7 @@ the store and runs it. User input only reaches the store as typed, validated val
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import mimetypes
 from importlib import resources
@@ -19,7 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from rtc_annotator.api import room
-from rtc_annotator.api.errors import BadRequest, error_middleware
+from rtc_annotator.api.errors import BadRequest, error_middleware, error_response
 from rtc_annotator.api.jobs import JobManager, parse_job_request
 from rtc_annotator.api.media import MediaLocator
 from rtc_annotator.api.openapi import openapi_document
@@ -27,7 +28,6 @@ from rtc_annotator.api.security import COOKIE, safe_headers, security_middleware
 from rtc_annotator.config import Settings
 from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.exporters import FORMATS, export
-from rtc_annotator.logs import get_logger
 from rtc_annotator.query import artifact_type_for, find, jump
 from rtc_annotator.store import Selection, Store
 from rtc_annotator.store.repository import check_asset_id
@@ -39,7 +39,6 @@ TOKEN: web.AppKey[str] = web.AppKey("token", str)
 MAX_LIMIT = 10_000
 REGISTRY_POLL_S = 2.0
 WEB_DIR = Path(str(resources.files("rtc_annotator") / "web"))
-log = get_logger(__name__)
 
 
 class NoMatch(RtcAnnotatorError):
@@ -325,11 +324,7 @@ async def login(request: web.Request) -> web.Response:
     given = body.get("token") if isinstance(body, dict) else None
     if token is None:
         return web.json_response({"login": "not needed"})
-    import hmac
-
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
-        from rtc_annotator.api.errors import error_response
-
         return error_response("UNAUTHORIZED", "wrong access token",
                               "the token is the one serve was started with")
     resp = web.json_response({"login": "ok"})

@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from rtc_annotator.api.errors import Handler, error_response
 
@@ -71,7 +72,8 @@ def _is_api(path: str) -> bool:
     return path.startswith("/v1/") or path == "/openapi.json"
 
 
-def security_middleware(token: str | None) -> web.middleware:  # type: ignore[valid-type]
+def security_middleware(token: str | None) -> Middleware:
+    """The guard for a server with (or without) an access token."""
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in SAFE_METHODS:
