@@ -34,12 +34,14 @@ async def _submit(page: Any, video: Path, pipelines: str = "metadata,scenes") ->
 async def test_jobs_queue_complete_and_cancel(
         fresh_browser: Any, serve_app_fn: ServeApp, make_settings: MakeSettings,  # noqa: F811
         start_worker: StartWorker, make_video: VideoFactory) -> None:  # noqa: F811
-    await start_worker("gpu-1", job_slots=1)
-    settings = make_settings("laptop", role="client")
-    base = await serve_app_fn(settings, jobs=True, link_options=fast_link())
+    # videos first: ffmpeg runs synchronously and would stall the in-process worker's
+    # heartbeats (the test signaling server drops a worker silent for 3 s)
     long_clip = make_video(colors=("red", "blue", "green", "yellow", "white", "black"),
                            seconds_each=1.5, size="320x240", name="long.mp4")
     short_clip = make_video(colors=("red", "blue"), seconds_each=0.5, name="short.mp4")
+    await start_worker("gpu-1", job_slots=1)
+    settings = make_settings("laptop", role="client")
+    base = await serve_app_fn(settings, jobs=True, link_options=fast_link())
 
     page = await fresh_browser.new_page()
     await page.goto(base + "/#/jobs")
@@ -105,11 +107,11 @@ async def test_cancel_a_running_job(
 
     from rtc_annotator.store import Store
 
+    video = make_video(colors=("red", "blue") * 6, seconds_each=1.0, size="1280x720",
+                       name="slow.mp4")  # before the worker starts (see above)
     await start_worker("gpu-c", job_slots=1)
     settings = make_settings("laptop-c", role="client")
     base = await serve_app_fn(settings, jobs=True, link_options=fast_link())
-    video = make_video(colors=("red", "blue") * 6, seconds_each=1.0, size="1280x720",
-                       name="slow.mp4")
     slow = {"scenes": {"downscale_width": 0, "min_scene_len_ms": 200}}
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{base}/v1/jobs", json={"video": str(video), "options": slow,

@@ -9,6 +9,8 @@ const TYPES = [
   ["ocr.text", "ocr", "OCR text"],
 ];
 const MODES = ["default", "latest", "pinned", "profile", "best_quality"];
+const PIPELINE_OF = { "scene": "scenes", "transcript.segment": "transcript", "object.detection": "objects",
+  "ocr.text": "ocr", "video.metadata": "metadata" };
 const FORMATS = ["vtt", "srt", "coco", "jsonl", "zip"];
 
 // ------------------------------------------------------------------ videos list
@@ -365,10 +367,10 @@ async function renderSelections(st) {
   for (const atype of Object.keys(st.info.selections).sort()) {
     const cur = st.info.selections[atype];
     const mode = el("select", { dataset: { type: atype, field: "mode" } }, MODES.map((m) => el("option", { value: m, selected: m === cur.selection.mode }, m)));
-    const typeRuns = runs;
+    const typeRuns = runs.filter((r) => !PIPELINE_OF[atype] || r.pipeline === PIPELINE_OF[atype]);
     const run = el("select", { dataset: { type: atype, field: "run" } }, el("option", { value: "" }, "(run)"),
       typeRuns.map((r) => el("option", { value: r.run_id, selected: r.run_id === cur.selection.run_id }, `${r.pipeline} ${r.model_profile} ${r.run_id.slice(0, 10)}`)));
-    const profiles = [...new Set(runs.map((r) => r.model_profile))];
+    const profiles = [...new Set(typeRuns.map((r) => r.model_profile))];
     const prof = el("select", { dataset: { type: atype, field: "profile" } }, el("option", { value: "" }, "(profile)"),
       profiles.map((p) => el("option", { value: p, selected: p === cur.selection.model_profile }, p)));
     const out = el("div", { class: "muted" }, `counts run ${cur.run_id ? cur.run_id.slice(0, 12) : "-"}`);
