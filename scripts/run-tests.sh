@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-extras=(openssl)
+extras=(openssl chromium)
 # the real-model tests: espeak-ng speaks test sentences, ffmpeg's drawtext needs a font
 extras+=(espeak-ng fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf)
 # tests/nat builds NATed network namespaces with a coturn relay: root, iptables and coturn

@@ -195,14 +195,31 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(DEFAULT_API_PORT, "--port", help="Port."),
     config: ConfigOption = None,
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="File holding the access token every API request must "
+        "carry (or $RTC_ANNOTATOR_SERVE_TOKEN); required when --host is not a loopback "
+        "address."),
 ) -> None:
-    """Serve the HTTP API over the store (OpenAPI at /openapi.json)."""
-    from rtc_annotator.api import run_server
+    """Serve the web app at / and the HTTP API over the store (OpenAPI at /openapi.json)."""
+    import os
 
-    url = settings_from(config).database.url
-    typer.echo(f"serving http://{host}:{port}/openapi.json", err=True)
+    from rtc_annotator.api import run_server
+    from rtc_annotator.api.security import is_loopback
+
+    settings = settings_from(config)
+    token = os.environ.get("RTC_ANNOTATOR_SERVE_TOKEN") or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            fail(f"cannot read --token-file {token_file}: {exc.strerror}")
+    if token is None and not is_loopback(host):
+        fail(f"--host {host} is reachable from other machines: give an access token with "
+             "--token-file FILE or RTC_ANNOTATOR_SERVE_TOKEN (or serve on 127.0.0.1)")
+    typer.echo(f"serving the web app at http://{host}:{port}/ "
+               f"(API: http://{host}:{port}/openapi.json)", err=True)
     try:
-        asyncio.run(run_server(url, host, port))
+        asyncio.run(run_server(settings, host, port, token=token))
     except RtcAnnotatorError as exc:
         fail_with(exc, code=1)
     except OSError as exc:

@@ -23,6 +23,7 @@ TEST_ENV = {
     "SIGNALING_ADMIN_SECRET": "admin-s3cret",
     "TURN_SECRET": "turn-s3cret",
     "POSTGRES_PASSWORD": "pg-s3cret",
+    "SERVE_TOKEN": "serve-s3cret",
     "PUBLIC_HOST": "signal.example.org",
     "WORKER_TOKEN": "rtca1.claims.mac",
 }
@@ -181,6 +182,8 @@ def test_api_service(compose: dict[str, Any]) -> None:
     settings = load_settings(None, env={"RTC_ANNOTATOR_DATABASE_URL": url},
                              use_default_file=False)
     assert settings.database.url == "postgresql+asyncpg://annot:pg-s3cret@postgres:5432/annot"
+    # serve listens on 0.0.0.0 in its container: it refuses to start without a token
+    assert env_of(api)["RTC_ANNOTATOR_SERVE_TOKEN"] == "serve-s3cret"
     pg = env_of(interpolate(compose["services"]["postgres"], TEST_ENV))
     assert (pg["POSTGRES_USER"], pg["POSTGRES_DB"]) == ("annot", "annot")
 
