@@ -119,6 +119,14 @@ class WorkerSettings(_Section):
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
     )
+    max_open_transfers: int = Field(
+        default=4, ge=1, description="File transfers one client link may have open at once "
+        "(more are refused with TOO_MANY_TRANSFERS).",
+    )
+    max_queued_jobs_per_client: int = Field(
+        default=32, ge=1, description="Unfinished jobs one client may have on this worker "
+        "(more are refused with TOO_MANY_JOBS).",
+    )
 
     @field_validator("pipelines")
     @classmethod
@@ -257,6 +265,30 @@ class StorageSettings(_Section):
         return v
 
 
+class TrustSettings(_Section):
+    """``[trust]``: peer keys, proven over each connection (see docs/security.md)."""
+
+    key_path: Path | None = Field(
+        default=None, description="This node's Ed25519 key (created on first use, mode 0600); "
+        "default identity.key next to the config file.",
+    )
+    vouch_path: Path | None = Field(
+        default=None, description="The room admin's vouch for this worker's key; default the "
+        "key path with .vouch.",
+    )
+    admin_public_keys: list[str] = Field(
+        default_factory=list, description="Room admin keys (ed25519:...) whose vouches a client "
+        "accepts.",
+    )
+    require_vouched: bool = Field(
+        default=False, description="Clients refuse a worker whose key no admin key vouches for.",
+    )
+    client_key: bool = Field(
+        default=False, description="Clients also prove a key of their own (jobs then belong to "
+        "that key).",
+    )
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -266,6 +298,7 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ice: IceSettings = Field(default_factory=IceSettings)
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -288,6 +321,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "client": ClientSettings,
     "database": DatabaseSettings,
     "ice": IceSettings,
+    "trust": TrustSettings,
 }
 
 
