@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rtc_annotator import trust
 from rtc_annotator.client.jobs import JobRecord, JobRegistry, JobStatus
 from rtc_annotator.client.spool import Spool
 from rtc_annotator.config import Settings
@@ -196,8 +197,15 @@ class _Ctx:
     async def connect(self, sig: SignalingClient, routed: dict[str, Any]) -> PeerLink:
         session_id = str(routed["session_id"])
         base = self.link_options or LinkOptions(ice=self.settings.ice)
+        # the room we asked for (the server's welcome only when the config names none)
+        room = self.settings.signaling.room or sig.welcome.get("room")
+        trust_opts: dict[str, Any] = {"session_id": session_id,
+                                      "trust": trust.policy(self.settings, room)}
+        if self.settings.trust.client_key:
+            trust_opts["identity"] = await asyncio.to_thread(trust.load_identity, self.settings)
         options = LinkOptions(
-            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or [])}
+            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or []),
+               **trust_opts}
         )
         signaler = CallbackSignaler(
             lambda data: sig.send_signal(session_id, data), lambda: sig.next_signal(session_id)

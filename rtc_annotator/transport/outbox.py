@@ -161,6 +161,23 @@ class Outbox:
 
         return await asyncio.to_thread(read)
 
+    async def set_owner(self, job_id: str, owner: str) -> None:
+        """Record which client identity submitted the job (checked on ATTACH after a restart)."""
+        folder = self._dir(job_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_atomic_write, folder / "owner", owner.encode())
+
+    async def owner(self, job_id: str) -> str | None:
+        path = self._dir(job_id) / "owner"
+
+        def read() -> str | None:
+            try:
+                return path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+
+        return await asyncio.to_thread(read)
+
     def has(self, job_id: str) -> bool:
         return self._dir(job_id).is_dir()
 
