@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Collection
@@ -45,7 +46,8 @@ def _check_job(job_id: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of its own: two acks of one job may write "acked" at once from two threads
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -133,6 +133,13 @@ class JobServer:
                     _log.warning("message refused", ctx={"type": msg.type, "code": exc.code})
                     with contextlib.suppress(LinkClosed):
                         await link.send(proto.Error(error=exc.envelope()))
+                except OSError as exc:  # the outbox or cache disk; the link goes on
+                    _log.error("message failed on disk", ctx={"type": msg.type,
+                                                              "error": str(exc)})
+                    with contextlib.suppress(LinkClosed):
+                        await link.send(proto.Error(error=ErrorEnvelope(
+                            code="WORKER_DISK_ERROR", message=f"the worker could not handle "
+                            f"{msg.type} ({type(exc).__name__})", hint="see the worker log")))
         finally:
             link.set_bulk_handler(None)
             for receiver in receivers.values():
