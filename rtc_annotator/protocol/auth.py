@@ -84,14 +84,19 @@ def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
-    """The key of :func:`public_key_text`; :class:`AuthFailed` names what is wrong."""
+    """The key of :func:`public_key_text`; :class:`AuthFailed` (code ``BAD_KEY``) names what is
+    wrong."""
+    hint = "copy the key exactly as `rtc-annotator trust show-key` prints it"
     if not isinstance(text, str) or not text.startswith("ed25519:"):
         raise AuthFailed(f"public key {str(text)[:20]!r} does not start with 'ed25519:'",
-                         hint="copy the key as `rtc-annotator trust show-key` prints it")
-    raw = unb64(text[len("ed25519:"):], what="public key")
+                         code="BAD_KEY", hint=hint)
+    try:
+        raw = unb64(text[len("ed25519:"):], what="public key")
+    except AuthFailed as exc:
+        raise AuthFailed(exc.message, code="BAD_KEY", hint=hint) from None
     if len(raw) != 32:
-        raise AuthFailed(f"public key has {len(raw)} bytes, expected 32",
-                         hint="copy the key as `rtc-annotator trust show-key` prints it")
+        raise AuthFailed(f"public key has {len(raw)} bytes, expected 32", code="BAD_KEY",
+                         hint=hint)
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
