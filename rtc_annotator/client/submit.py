@@ -62,6 +62,8 @@ from rtc_annotator.worker.envelopes import run_id_for
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 WORKER_LOST = (JobInterrupted, LinkClosed, ConnectFailed)
 """Errors that mean "this worker is gone": the job is routed again."""
+STILL_RUNNING = ("JOB_MOVED", "NOT_JOB_OWNER")
+"""Job answers that say the job goes on without this connection (not an end of the job)."""
 
 
 @dataclass
@@ -390,6 +392,10 @@ async def submit_video(
             await ctx.save()
             log.info("job detached", ctx={"worker": result.worker, "transfer": job.transfer})
             await _notify(on_event, "detached", {"worker": result.worker})
+        elif job.error is not None and job.error.code in STILL_RUNNING:
+            # another connection of ours follows the job now (or the worker says it is not
+            # ours): its runs and its record are not ours to end
+            log.info("job left to its other follower", ctx={"code": job.error.code})
         else:
             log.info("job ended", ctx={"ok": job.ok, "transfer": job.transfer,
                                        "sent_bytes": result.sent_bytes,
@@ -555,9 +561,12 @@ async def attach_job(
         ctx.take(job)
         result.transfer = record.transfer
         log.info("attached job ended", ctx={"ok": job.ok, "artifacts": result.artifacts})
-        if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
-            await _finish_runs(spool_, job_id, record.pipelines, result)
-        await _end_record(ctx)
+        if job.error is not None and job.error.code in STILL_RUNNING:
+            log.info("job left to its other follower", ctx={"code": job.error.code})
+        else:
+            if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
+                await _finish_runs(spool_, job_id, record.pipelines, result)
+            await _end_record(ctx)
     except RtcAnnotatorError as exc:
         result.error = exc.envelope()
         log.warning("attach failed", ctx={"code": exc.code, "error": exc.message})
