@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.signaling.test_identity_binding import hello, worker
+
 from .conftest import make_room, open_raw, start_server
 
 TIMEOUT_S = 0.6
@@ -62,5 +64,21 @@ async def test_stalled_and_dripping_handshakes_are_closed(tmp_path: Path) -> Non
         assert pong["type"] != "error", pong
         await peer.close()
         assert srv.guard.closed == 2
+    finally:
+        await srv.stop()
+
+
+async def test_session_started_names_the_client_token(tmp_path: Path) -> None:
+    """The worker learns which client token it is paired with (jobs belong to it)."""
+    srv = await start_server(tmp_path / "state.sqlite3", gone_after_s=30.0)
+    try:
+        tokens = await make_room(srv, "lab")
+        w = await worker(srv, tokens["worker"], "gpu-a")
+        c = await hello(srv, tokens["client"], name="laptop")
+        routed = await c.ask({"type": "route", "id": "q", "pipelines": ["scenes"]})
+        assert routed["type"] == "routed", routed
+        started = await w.recv()
+        assert started["type"] == "session_started" and started["client"] == "client:laptop"
+        assert started["client_token"] == tokens["client_id"]
     finally:
         await srv.stop()
