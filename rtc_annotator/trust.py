@@ -105,7 +105,10 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         try:
             write_private_key(path, Ed25519PrivateKey.generate())
         except FileExistsError:
-            pass  # another process made it a moment ago
+            if not path.is_file():  # the folder itself could not be made
+                raise ConfigError(f"cannot create key {path} (a file is in the way)",
+                                  hint="set [trust] key_path to a writable place") from None
+            # else another process made it a moment ago
         except OSError as exc:
             raise ConfigError(f"cannot create key {path} ({exc.strerror})",
                               hint="set [trust] key_path to a writable place") from None
@@ -115,8 +118,22 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_identity(settings: Any) -> LocalIdentity:
-    """This node's key (created on first use) and the vouch next to it, if any."""
-    key = load_or_create_key(key_path(settings))
+    """This node's key (created on first use) and the vouch next to it, if any.
+
+    When no ``key_path`` is configured and the config file's folder is read-only (a container
+    mounting its config read-only), the key is made in the user data dir instead, with a
+    warning: a key made there anew on every start cannot stay vouched for."""
+    path = key_path(settings)
+    try:
+        key = load_or_create_key(path)
+    except ConfigError:
+        if settings.trust.key_path is not None or path == user_data_dir() / "identity.key":
+            raise
+        fallback = user_data_dir() / "identity.key"
+        _log.warning("cannot create the node key next to the config, using the user data dir",
+                     ctx={"wanted": str(path), "path": str(fallback),
+                          "hint": "set [trust] key_path to a persistent writable file"})
+        key = load_or_create_key(fallback)
     vpath = vouch_path(settings)
     vouch: str | None = None
     if vpath.exists():

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import stat
 from pathlib import Path
 
+import pytest
 import toml
 from typer.testing import CliRunner
 
 from rtc_annotator import trust
 from rtc_annotator.cli import app
 from rtc_annotator.config import load_settings
+from rtc_annotator.errors import ConfigError
 from rtc_annotator.transport.peer import LinkOptions, PeerLink, signaler_pair
 from tests.transport.conftest import LOCAL_ICE
 
@@ -96,3 +99,21 @@ def test_require_vouched_without_admin_keys_is_a_config_error(tmp_path: Path) ->
         assert "admin_public_keys is empty" in str(exc)
     else:
         raise AssertionError("require_vouched without admin keys was accepted")
+
+
+def test_key_falls_back_to_the_data_dir_when_the_config_folder_is_not_writable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the config's "folder" is a file: nothing can be created in it
+    settings = load_settings(None, env={}, use_default_file=False)
+    settings.source = blocker / "worker.toml"
+    caplog.set_level(logging.WARNING, logger="rtc_annotator.trust")
+    first = trust.load_identity(settings)
+    assert (tmp_path / "data" / "rtc-annotator" / "identity.key").is_file()
+    assert any("using the user data dir" in r.getMessage() for r in caplog.records)
+    assert trust.load_identity(settings).public_key == first.public_key  # kept across starts
+    # an explicitly configured key path never falls back
+    settings.trust.key_path = blocker / "identity.key"
+    with pytest.raises(ConfigError, match="cannot create key"):
+        trust.load_identity(settings)
