@@ -209,9 +209,7 @@ class _Ctx:
             **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or []),
                **trust_opts}
         )
-        signaler = CallbackSignaler(
-            lambda data: sig.send_signal(session_id, data), lambda: sig.next_signal(session_id)
-        )
+        signaler = CallbackSignaler.for_session(sig, session_id)
         return await PeerLink.connect(
             signaler, offer=True, role="client", name="client", options=options
         )

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -93,12 +93,14 @@ class CallbackSignaler:
     def for_session(cls, client: Any, session_id: str) -> CallbackSignaler:
         """Signaler over ``rtc_annotator.signaling_client``'s relay for one session."""
         return cls(lambda data: client.send_signal(session_id, data),
-                   lambda: client.next_signal(session_id))
+                   lambda: client.next_signal(session_id), session_id=session_id)
 
     def __init__(self, send: Callable[[dict[str, Any]], Any],
-                 recv: Callable[[], Any]) -> None:
+                 recv: Callable[[], Any], *, session_id: str = "") -> None:
         self._send = send
         self._recv = recv
+        self.session_id = session_id
+        """The signaling session (used by the auth proofs when LinkOptions names none)."""
 
     async def send(self, data: dict[str, Any]) -> None:
         await self._send(data)
@@ -191,6 +193,9 @@ class PeerLink:
                       name: str = "", options: LinkOptions | None = None) -> PeerLink:
         """Establish the connection (offerer or answerer) and exchange HELLO."""
         opts = options or LinkOptions()
+        signaled_session = getattr(signaler, "session_id", None)
+        if not opts.session_id and isinstance(signaled_session, str) and signaled_session:
+            opts = replace(opts, session_id=signaled_session)
         pc = RTCPeerConnection(rtc_configuration(opts.ice, opts.extra_ice_servers))
         try:
             async with asyncio.timeout(opts.connect_timeout_s):

@@ -200,10 +200,7 @@ class WorkerAgent:
     async def _session(self, event: dict[str, Any]) -> None:
         session_id = str(event["session_id"])
         log = get_logger(__name__, session=session_id, peer=event.get("client"))
-        signaler = CallbackSignaler(
-            lambda data: self.signaling.send_signal(session_id, data),
-            lambda: self.signaling.next_signal(session_id),
-        )
+        signaler = CallbackSignaler.for_session(self.signaling, session_id)
         options = LinkOptions(
             **{
                 **self.link_options.__dict__,
