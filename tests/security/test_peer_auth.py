@@ -288,3 +288,48 @@ async def test_client_key_is_proven_to_the_worker(env: Env) -> None:
     env.links += [client, worker]
     assert worker.peer_key == client_id.public_key
     assert client.peer_key is None
+
+
+# --------------------------------------------------------------------------- pure functions
+
+SDP = ("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+       "a=fingerprint:sha-256 ab:CD:01\r\na=fingerprint:SHA-512 ff:00\r\n"
+       "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=fingerprint:sha-256 AB:cd:01\r\n")
+
+
+def test_fingerprints_are_canonical_and_required() -> None:
+    assert auth.sdp_fingerprints(SDP) == "sha-256 AB:CD:01,sha-512 FF:00"
+    with pytest.raises(auth.AuthFailed, match="no DTLS fingerprint"):
+        auth.sdp_fingerprints("v=0\r\n")
+
+
+def test_a_proof_verifies_only_on_the_connection_and_nonce_it_was_made_for() -> None:
+    key = Ed25519PrivateKey.generate()
+    nonce = auth.new_nonce()
+    worker_side = auth.Binding("s1", local_fp="W", remote_fp="C")
+    client_side = auth.Binding("s1", local_fp="C", remote_fp="W")
+    sig = auth.make_proof(key, "worker", worker_side, nonce)
+    pub = auth.public_key_text(key)
+    auth.verify_proof(pub, sig, "worker", client_side, nonce)
+    for binding, role, n in ((auth.Binding("s2", "C", "W"), "worker", nonce),  # other session
+                             (auth.Binding("s1", "C", "M"), "worker", nonce),  # relayed
+                             (auth.Binding("s1", "M", "W"), "worker", nonce),  # relayed
+                             (client_side, "client", nonce),  # reflected as the other role
+                             (client_side, "worker", auth.new_nonce())):  # replayed
+        with pytest.raises(auth.AuthFailed, match="does not match this connection"):
+            auth.verify_proof(pub, sig, role, binding, n)  # type: ignore[arg-type]
+
+
+def test_a_vouch_cannot_be_edited() -> None:
+    admin = Ed25519PrivateKey.generate()
+    worker = auth.public_key_text(Ed25519PrivateKey.generate())
+    text = auth.sign_vouch(admin, name="gpu1", public_key=worker, room=ROOM, valid_s=60)
+    admins = (auth.public_key_text(admin),)
+    assert auth.check_vouch(text, public_key=worker, admin_keys=admins, room=ROOM).name == "gpu1"
+    payload, sig = text.split(".")
+    body = auth.unb64(payload, what="vouch").replace(b'"lab"', b'"zoo"')
+    with pytest.raises(auth.PeerNotTrusted, match="bad signature"):
+        auth.check_vouch(auth.b64(body) + "." + sig, public_key=worker, admin_keys=admins,
+                         room="zoo")
+    with pytest.raises(auth.PeerNotTrusted, match="unreadable"):
+        auth.check_vouch("garbage", public_key=worker, admin_keys=admins, room=ROOM)
