@@ -23,6 +23,7 @@ from rtc_annotator.commands import (
     storage_cmd,
     store_cmd,
     submit_cmd,
+    trust_cmd,
     worker_cmd,
 )
 from rtc_annotator.errors import RtcAnnotatorError
@@ -44,6 +45,7 @@ app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(room_cmd.app, name="room")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(spool_cmd.app, name="spool")
+app.add_typer(trust_cmd.app, name="trust")
 pipelines_cmd.register(app)  # pipelines, models, annotate
 store_cmd.register(app)  # results, jump, find, export, serve, db, select
 worker_cmd.register(app)  # worker

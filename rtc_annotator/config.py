@@ -128,6 +128,14 @@ class WorkerSettings(_Section):
         description="CPU threads each job's model libraries use (OpenMP, torch, OpenCV); "
         "default: the libraries' own choice.",
     )
+    max_open_transfers: int = Field(
+        default=4, ge=1, description="File transfers one client link may have open at once "
+        "(more are refused with TOO_MANY_TRANSFERS).",
+    )
+    max_queued_jobs_per_client: int = Field(
+        default=32, ge=1, description="Unfinished jobs one client may have on this worker "
+        "(more are refused with TOO_MANY_JOBS).",
+    )
 
     @field_validator("pipelines")
     @classmethod
@@ -317,6 +325,29 @@ class ModelSettings(_Section):
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
 
+class TrustSettings(_Section):
+    """``[trust]``: peer keys, proven over each connection (see docs/security.md)."""
+
+    key_path: Path | None = Field(
+        default=None, description="This node's Ed25519 key (created on first use, mode 0600); "
+        "default identity.key next to the config file.",
+    )
+    vouch_path: Path | None = Field(
+        default=None, description="The room admin's vouch for this worker's key; default the "
+        "key path with .vouch.",
+    )
+    admin_public_keys: list[str] = Field(
+        default_factory=list, description="Room admin keys (ed25519:...) whose vouches a client "
+        "accepts.",
+    )
+    require_vouched: bool = Field(
+        default=False, description="Clients refuse a worker whose key no admin key vouches for.",
+    )
+    client_key: bool = Field(
+        default=False, description="Clients also prove a key of their own (jobs then belong to "
+        "that key).",
+    )
+
 
 class Settings(_Section):
     """The whole configuration."""
@@ -337,6 +368,7 @@ class Settings(_Section):
         description="[profiles.<profile>] <pipeline> = <model name>: the model each profile "
         "uses (default: the built-in table).",
     )
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -360,6 +392,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "database": DatabaseSettings,
     "ice": IceSettings,
     "signaling_server": SignalingServerSettings,
+    "trust": TrustSettings,
 }
 
 

@@ -499,6 +499,7 @@ class Hub:
                                 "worker": entry.name, "session": session.id})
         entry.conn.send({
             "type": "session_started", "session_id": session.id, "client": conn.identity,
+            "client_token": conn.claims.jti if conn.claims is not None else None,
             "requirements": req.model_dump(mode="json"),
             "ice_servers": self.config.ice.servers_for(f"worker-{entry.name}")})
         session.routed = {"type": "routed", "id": route_id, "session_id": session.id,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rtc_annotator import trust
 from rtc_annotator.client.jobs import JobRecord, JobRegistry, JobStatus
 from rtc_annotator.client.spool import Spool
 from rtc_annotator.config import Settings
@@ -61,6 +62,8 @@ from rtc_annotator.worker.envelopes import run_id_for
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 WORKER_LOST = (JobInterrupted, LinkClosed, ConnectFailed)
 """Errors that mean "this worker is gone": the job is routed again."""
+STILL_RUNNING = ("JOB_MOVED", "NOT_JOB_OWNER")
+"""Job answers that say the job goes on without this connection (not an end of the job)."""
 
 
 @dataclass
@@ -207,12 +210,17 @@ class _Ctx:
     async def connect(self, sig: SignalingClient, routed: dict[str, Any]) -> PeerLink:
         session_id = str(routed["session_id"])
         base = self.link_options or LinkOptions(ice=self.settings.ice)
+        # the room we asked for (the server's welcome only when the config names none)
+        room = self.settings.signaling.room or sig.welcome.get("room")
+        trust_opts: dict[str, Any] = {"session_id": session_id,
+                                      "trust": trust.policy(self.settings, room)}
+        if self.settings.trust.client_key:
+            trust_opts["identity"] = await asyncio.to_thread(trust.load_identity, self.settings)
         options = LinkOptions(
-            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or [])}
+            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or []),
+               **trust_opts}
         )
-        signaler = CallbackSignaler(
-            lambda data: sig.send_signal(session_id, data), lambda: sig.next_signal(session_id)
-        )
+        signaler = CallbackSignaler.for_session(sig, session_id)
         return await PeerLink.connect(
             signaler, offer=True, role="client", name="client", options=options
         )
@@ -398,6 +406,10 @@ async def submit_video(
             await ctx.save()
             log.info("job detached", ctx={"worker": result.worker, "transfer": job.transfer})
             await _notify(on_event, "detached", {"worker": result.worker})
+        elif job.error is not None and job.error.code in STILL_RUNNING:
+            # another connection of ours follows the job now (or the worker says it is not
+            # ours): its runs and its record are not ours to end
+            log.info("job left to its other follower", ctx={"code": job.error.code})
         else:
             log.info("job ended", ctx={"ok": job.ok, "transfer": job.transfer,
                                        "sent_bytes": result.sent_bytes,
@@ -563,9 +575,12 @@ async def attach_job(
         ctx.take(job)
         result.transfer = record.transfer
         log.info("attached job ended", ctx={"ok": job.ok, "artifacts": result.artifacts})
-        if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
-            await _finish_runs(spool_, job_id, record.pipelines, result)
-        await _end_record(ctx)
+        if job.error is not None and job.error.code in STILL_RUNNING:
+            log.info("job left to its other follower", ctx={"code": job.error.code})
+        else:
+            if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
+                await _finish_runs(spool_, job_id, record.pipelines, result)
+            await _end_record(ctx)
     except RtcAnnotatorError as exc:
         result.error = exc.envelope()
         log.warning("attach failed", ctx={"code": exc.code, "error": exc.message})

@@ -13,8 +13,8 @@ Errors::
 
 Message types (exact strings): HELLO, JOB_REQUEST, JOB_ACCEPTED, BACKEND_NOT_AVAILABLE,
 PATH_ERROR, JOB_REJECTED, TRANSFER_OFFER, TRANSFER_STATUS, TRANSFER_DONE, PROGRESS,
-ARTIFACT_BATCH, ARTIFACT_ACK, JOB_DONE, JOB_FAILED, CANCEL, ATTACH, PING, PONG.
-See docs/transport.md for the flows.
+ARTIFACT_BATCH, ARTIFACT_ACK, JOB_DONE, JOB_FAILED, CANCEL, ATTACH, JOB_MOVED, PING, PONG,
+AUTH_CHALLENGE, AUTH_PROOF. See docs/transport.md for the flows and :mod:`.auth` for the proofs.
 """
 
 from __future__ import annotations
@@ -249,6 +249,33 @@ class Attach(_Msg):
     last_acked_seq: int = Field(ge=0, description="Highest batch the client has stored.")
 
 
+class JobMoved(_Msg):
+    """Worker tells a link that the job's stream moved to another link of the same owner."""
+
+    type: Literal["JOB_MOVED"] = "JOB_MOVED"
+    job_id: str = Field(description="The job.")
+    message: str = Field(default="", description="Human-readable explanation.")
+
+
+class AuthChallenge(_Msg):
+    """Sent by each side right after HELLO: a fresh nonce the other side must sign over."""
+
+    type: Literal["AUTH_CHALLENGE"] = "AUTH_CHALLENGE"
+    nonce: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$",
+                       description="32 random bytes, base64url without padding.")
+
+
+class AuthProof(_Msg):
+    """Answer to the peer's AUTH_CHALLENGE: the sender's key proven over this connection."""
+
+    type: Literal["AUTH_PROOF"] = "AUTH_PROOF"
+    public_key: str | None = Field(
+        default=None, description="'ed25519:' + base64url key; null: the sender has no key.")
+    signature: str = Field(default="", description="Ed25519 signature of the transcript.")
+    vouch: str | None = Field(
+        default=None, description="Room admin's vouch for public_key (workers), or null.")
+
+
 class Ping(_Msg):
     """Application heartbeat."""
 
@@ -287,6 +314,9 @@ PeerMessage = Annotated[
     | JobFailed
     | Cancel
     | Attach
+    | JobMoved
+    | AuthChallenge
+    | AuthProof
     | Ping
     | Pong
     | Error,
@@ -298,7 +328,8 @@ MESSAGE_TYPES: frozenset[str] = frozenset(
     for m in (
         Hello, JobRequest, JobAccepted, BackendNotAvailable, PathErrorMsg, JobRejected,
         TransferOffer, TransferStatus, TransferDone, Progress, ArtifactBatch, ArtifactAck,
-        JobDone, JobFailed, Cancel, Attach, Ping, Pong, Error,
+        JobDone, JobFailed, Cancel, Attach, JobMoved, AuthChallenge, AuthProof, Ping, Pong,
+        Error,
     )
 )
 

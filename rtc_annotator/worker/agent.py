@@ -33,6 +33,7 @@ from rtc_annotator.transport.filetransfer import FileCache
 from rtc_annotator.transport.outbox import Outbox
 from rtc_annotator.transport.peer import CallbackSignaler, LinkOptions, PeerLink
 from rtc_annotator.transport.worker_session import Emit, JobServer, ProgressCb
+from rtc_annotator.trust import load_identity
 from rtc_annotator.worker.capabilities import worker_capabilities
 from rtc_annotator.worker.envelopes import EnvelopeBuilder, sha256_file
 from rtc_annotator.worker.runner import JobRunner, JobStatus
@@ -74,7 +75,12 @@ class WorkerAgent:
                             cap_bytes=settings.worker.cache_max_bytes),
             outbox=Outbox(cache_dir / "outbox"),
             job_slots=len(self.runner.slots),
+            max_open_transfers=settings.worker.max_open_transfers,
+            max_queued_jobs=settings.worker.max_queued_jobs_per_client,
         )
+        self.identity = load_identity(settings)  # created on first start (mode 0600)
+        _log.info("worker key", ctx={"key": self.identity.public_key,
+                                     "vouched": self.identity.vouch is not None})
         self._links: set[PeerLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
@@ -194,14 +200,13 @@ class WorkerAgent:
     async def _session(self, event: dict[str, Any]) -> None:
         session_id = str(event["session_id"])
         log = get_logger(__name__, session=session_id, peer=event.get("client"))
-        signaler = CallbackSignaler(
-            lambda data: self.signaling.send_signal(session_id, data),
-            lambda: self.signaling.next_signal(session_id),
-        )
+        signaler = CallbackSignaler.for_session(self.signaling, session_id)
         options = LinkOptions(
             **{
                 **self.link_options.__dict__,
                 "extra_ice_servers": list(event.get("ice_servers") or []),
+                "session_id": session_id,
+                "identity": self.identity,
             }
         )
         link: PeerLink | None = None
@@ -209,8 +214,12 @@ class WorkerAgent:
             link = await PeerLink.connect(
                 signaler, offer=False, role="worker", name=self.name, options=options
             )
+            # jobs belong to the client's token (the server signed it), else its identity
+            token_id = event.get("client_token")
+            link.peer_identity = (f"token:{token_id}" if token_id
+                                  else str(event.get("client") or "") or None)
             self._links.add(link)
-            log.info("client connected")
+            log.info("client connected", ctx={"client_key": link.peer_key or "-"})
             await self.server.serve(link)
         except RtcAnnotatorError as exc:
             log.warning("session failed", ctx={"code": exc.code, "error": exc.message})

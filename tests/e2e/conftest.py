@@ -76,6 +76,7 @@ def make_settings(tmp_path: Path, signaling_server: SignalingServer,
             "database": {"url": f"sqlite+aiosqlite:///{db or tmp_path / name / 'store.sqlite3'}"},
             "ice": {"servers": [], "host_addresses": ["127.0.0.1"]},
             "storage": {k: {"base_path": v, "type": "nfs"} for k, v in (storage or {}).items()},
+            "trust": {"key_path": str(tmp_path / name / "identity.key")},
         }
         (tmp_path / name).mkdir(parents=True, exist_ok=True)
         return Settings.model_validate(data)
