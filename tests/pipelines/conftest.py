@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -72,3 +73,16 @@ def _thread_env_kept() -> Iterator[None]:
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = before
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The weight packages, a read-only models dir filled by `models add --link`, and the
+    cache dir its fingerprints are read into (shared by the real-model tests: read once)."""
+    from tests.real_models import find_weights, make_models_dir
+
+    weights = find_weights()
+    root = tmp_path_factory.mktemp("real")
+    cache = root / "cache"
+    return SimpleNamespace(weights=weights, root=root, cache=cache,
+                           models_dir=make_models_dir(root, weights, cache))

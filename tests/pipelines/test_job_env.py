@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,6 @@ import pytest
 from rtc_annotator.config import Settings
 from rtc_annotator.pipelines.registry import BUILTIN, Registry
 from rtc_annotator.worker.runner import JobRunner
-from tests.real_models import find_weights, make_models_dir
 
 pytestmark = pytest.mark.timeout(600)
 PROBE = "tests.pipelines.envprobe:EnvProbe"
@@ -43,11 +43,9 @@ async def test_a_scenes_job_never_loads_torch(make_video, tmp_path: Path) -> Non
 
 
 async def test_objects_leaves_the_threads_of_the_job_as_configured(
-        make_video, tmp_path: Path) -> None:
-    weights = find_weights()
-    models_dir = make_models_dir(tmp_path, weights, tmp_path / "c")
+        make_video, real: SimpleNamespace) -> None:
     settings = Settings.model_validate({
-        "worker": {"models_dir": str(models_dir), "cache_dir": str(tmp_path / "c"),
+        "worker": {"models_dir": str(real.models_dir), "cache_dir": str(real.cache),
                    "threads_per_job": 2},
         "profiles": {"fast": {"objects": "people"}}})
     video = make_video(colors=("red",), seconds_each=1.0)
@@ -60,9 +58,7 @@ async def test_objects_leaves_the_threads_of_the_job_as_configured(
     assert second["cv2_threads"] == first["cv2_threads"]  # not ultralytics' 0
 
 
-def test_the_probe_imports_no_model_library(tmp_path: Path) -> None:
-    weights = find_weights()
-    models_dir = make_models_dir(tmp_path, weights, tmp_path / "c")
+def test_the_probe_imports_no_model_library(real: SimpleNamespace) -> None:
     script = (
         "import json, os, sys\n"
         "from rtc_annotator.config import Settings\n"
@@ -74,7 +70,7 @@ def test_the_probe_imports_no_model_library(tmp_path: Path) -> None:
         "'faster_whisper', 'ctranslate2') if m in sys.modules], "
         "'omp': os.environ.get('OMP_NUM_THREADS'), 'caps': caps}))\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    r = subprocess.run([sys.executable, "-c", script, str(models_dir), str(tmp_path / "c")],
+    r = subprocess.run([sys.executable, "-c", script, str(real.models_dir), str(real.cache)],
                        capture_output=True, text=True, timeout=300, env=env, check=True)
     out = json.loads(r.stdout)
     assert out["modules"] == [] and out["omp"] is None

@@ -29,8 +29,6 @@ from tests.real_models import (
     SLIDE_S,
     SLIDES,
     Speech,
-    find_weights,
-    make_models_dir,
     make_people,
     make_slides,
     make_speech,
@@ -45,15 +43,6 @@ TOLERANCE_MS = 600
 # words tiny.en hears in espeak's voice (it hears "quick round fox" and "Radiant descent")
 KEYWORDS = (("fox", "lazy", "dog"), ("open", "window", "meeting"),
             ("descent", "minimum", "function"))
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    weights = find_weights()
-    root = tmp_path_factory.mktemp("real")
-    cache = root / "cache"
-    return SimpleNamespace(weights=weights, root=root, cache=cache,
-                           models_dir=make_models_dir(root, weights, cache))
 
 
 def annotate(real: SimpleNamespace, video: Path, pipelines: list[str],
