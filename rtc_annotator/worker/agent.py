@@ -12,7 +12,9 @@
    job) and turn its outputs into envelopes with :class:`EnvelopeBuilder`;
 4. on SIGTERM/SIGINT: leave the signaling server (no new sessions), give running jobs
    ``[worker] shutdown_grace_s`` to finish, cancel the rest (their clients get ``JOB_FAILED``
-   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk.
+   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk;
+5. with ``[worker] idle_exit_s`` set, stop the same way after that long with no session and no
+   job (workers started on demand by ``rtc-annotator pool`` give their node back).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ class WorkerAgent:
         self._links: set[PeerLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
+        self._sessions_open = 0
+        self._last_active = 0.0  # loop time of the last session or job end (idle-exit clock)
+        self.idle_exited = False
         self._stopping = asyncio.Event()
         self._fatal: SignalingError | None = None  # why signaling stopped for good, if it did
         self.ready = asyncio.Event()
@@ -105,13 +110,18 @@ class WorkerAgent:
         for name, reason in self.capabilities.get("unavailable", {}).items():
             _log.info("pipeline unavailable", ctx={"pipeline": name, "reason": reason})
         self.ready.set()
+        self._last_active = loop.time()
         events = asyncio.create_task(self._events())
+        idle_s = float(getattr(self.settings.worker, "idle_exit_s", 0.0) or 0.0)
+        idle = asyncio.create_task(self._idle_exit(idle_s)) if idle_s > 0 else None
         try:
             await self._stopping.wait()
         finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
+            for task in (events, idle):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -122,6 +132,27 @@ class WorkerAgent:
                 "stopping: no new jobs", ctx={"grace_s": self.settings.worker.shutdown_grace_s}
             )
             self._stopping.set()
+
+    def _busy(self) -> bool:
+        return self._sessions_open > 0 or self._running > 0 or any(
+            j.task is not None and not j.task.done() for j in self.server.jobs.values())
+
+    async def _idle_exit(self, idle_s: float) -> None:
+        """Stop after ``idle_s`` seconds with no session and no job (``[worker] idle_exit_s``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._busy():
+                self._last_active = loop.time()
+                await asyncio.sleep(min(1.0, idle_s))
+                continue
+            idle = loop.time() - self._last_active
+            if idle >= idle_s:
+                _log.info("idle, exiting", ctx={"name": self.name, "idle_s": round(idle, 1),
+                                                "idle_exit_s": idle_s})
+                self.idle_exited = True
+                self.stop()
+                return
+            await asyncio.sleep(min(1.0, idle_s - idle))
 
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -189,6 +220,7 @@ class WorkerAgent:
             }
         )
         link: PeerLink | None = None
+        self._sessions_open += 1
         try:
             link = await PeerLink.connect(
                 signaler, offer=False, role="worker", name=self.name, options=options
@@ -199,6 +231,8 @@ class WorkerAgent:
         except RtcAnnotatorError as exc:
             log.warning("session failed", ctx={"code": exc.code, "error": exc.message})
         finally:
+            self._sessions_open -= 1
+            self._last_active = asyncio.get_running_loop().time()
             if link is not None:
                 self._links.discard(link)
                 await link.close("session over")
