@@ -178,7 +178,7 @@ grace={grace_int}
 kill_wait=$(scontrol show config 2>/dev/null | awk '$1 == "KillWait" {{print $3}}')
 if [[ "$kill_wait" =~ ^[0-9]+$ ]] && [ $((grace + {margin})) -gt "$kill_wait" ]; then
     grace=$(( kill_wait >= 2 * {margin} ? kill_wait - {margin} : kill_wait / 3 ))
-    echo "rtc-annotator job: KillWait is ${{kill_wait}} s: grace for running jobs cut to ${{grace}} s"
+    echo "rtc-annotator job: KillWait is ${{kill_wait}} s: grace for running jobs is ${{grace}} s"
 fi
 export RTC_ANNOTATOR_WORKER_SHUTDOWN_GRACE_S="$grace"
 
@@ -193,12 +193,12 @@ elif [ -n "${{RTC_ANNOTATOR_VENV:-}}" ]; then
     source "$RTC_ANNOTATOR_VENV/bin/activate"
 fi
 
-echo "rtc-annotator job: starting worker $name (job ${{SLURM_JOB_ID:-none}}, restart ${{SLURM_RESTART_COUNT:-0}})"
+echo "rtc-annotator job: starting worker $name (restart ${{SLURM_RESTART_COUNT:-0}})"
 ${{RUN[@]+"${{RUN[@]}}"}} rtc-annotator --log-level INFO worker --config "$RTC_ANNOTATOR_CONFIG" &
 worker=$!
 # SIGTERM reaches this shell (scancel --batch, B:TERM before the time limit, pre-emption):
 # pass it on; the worker leaves the room, lets running jobs finish within the grace, exits 0.
-trap 'echo "rtc-annotator job: SIGTERM, stopping worker $name"; kill -TERM "$worker" 2>/dev/null' TERM INT
+trap 'echo "rtc-annotator job: SIGTERM, stopping $name"; kill -TERM "$worker"' TERM INT
 while true; do
     wait "$worker"
     status=$?
@@ -225,7 +225,9 @@ set -eu
 : "${{RUNAI_PROJECT:?set RUNAI_PROJECT to your Run:AI project}}"
 IMAGE="${{RTC_ANNOTATOR_IMAGE:-{image}}}"
 KILL_AFTER="${{RUNAI_TERMINATION_GRACE_S:-30}}"
-case "$KILL_AFTER" in ''|*[!0-9]*) echo "RUNAI_TERMINATION_GRACE_S must be whole seconds" >&2; exit 2;; esac
+case "$KILL_AFTER" in
+    ''|*[!0-9]*) echo "RUNAI_TERMINATION_GRACE_S must be whole seconds" >&2; exit 2;;
+esac
 GRACE={grace_int}
 if [ $((GRACE + {margin})) -gt "$KILL_AFTER" ]; then
     GRACE=$(( KILL_AFTER >= 2 * {margin} ? KILL_AFTER - {margin} : KILL_AFTER / 3 ))

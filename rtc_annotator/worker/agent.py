@@ -293,6 +293,15 @@ class WorkerAgent:
             error = result.error or ErrorEnvelope(
                 code="CANCELLED", message="job cancelled on the worker"
             )
+            if not self._stopping.is_set() and error.code == "WORKER_ERROR":
+                # SLURM and Kubernetes signal every process of the job at once: a job process
+                # killed together with the worker is a shutdown, not a failure of the job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+            if self._stopping.is_set() and error.code != WorkerShutdown.code:
+                error = ErrorEnvelope(code=WorkerShutdown.code,
+                                      message="the worker shut down before the job finished",
+                                      hint=WorkerShutdown.default_hint)
             log.warning("job failed", ctx={"code": error.code, "pipeline": result.pipeline})
             raise RtcAnnotatorError(error.message, hint=error.hint, code=error.code)
         log.info("job completed", ctx={"artifacts": total})
