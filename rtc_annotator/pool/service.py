@@ -99,6 +99,9 @@ class PoolService:
         self.scripts: dict[str, Path] = {}
         self.events: list[dict[str, Any]] = self._load_events()
         self.last: dict[str, Any] = {}
+        self.submitted_at: dict[str, float] = {}
+        """When this process submitted each job (to report the time until it is online)."""
+        self.seen_online: set[str] = set()
 
     # ------------------------------------------------------------------ setup
 
@@ -168,6 +171,13 @@ class PoolService:
                          ctx={"code": exc.code, "error": exc.message})
             self._write_status(error=f"{exc.code}: {exc.message}")
             return Plan()
+        for job_id, worker in online.items():
+            if job_id not in self.seen_online:
+                self.seen_online.add(job_id)
+                since = self.submitted_at.get(job_id)
+                self._event("online", job_id=job_id, worker=worker,
+                            after_s=round(time.time() - since, 1) if since else None,
+                            reason="its worker registered in the room")
         plan = decide(state)
         for action in plan.actions:
             await self._apply(action)
@@ -196,6 +206,7 @@ class PoolService:
             self._event("submit_failed", template=action.template, kind=action.kind,
                         reason=exc.message)
             return
+        self.submitted_at[job_id] = time.time()
         self._event("submitted", job_id=job_id, template=action.template, kind=action.kind,
                     reason=action.reason)
 

@@ -25,7 +25,7 @@ from signaling.app import SignalingServer
 
 from .conftest import Jobs, job_field, log_text, online, render, wait_for, worker_toml
 
-COLORS = ("red", "blue") * 6  # 12 scenes, a hard cut every second
+COLORS = ("red", "blue") * 4  # 8 scenes, a hard cut every second
 SLOW_SCENES = {"scenes": {"downscale_width": 0, "min_scene_len_ms": 200}}
 HOST = socket.gethostname().split(".")[0]
 
@@ -184,14 +184,19 @@ async def test_requeued_worker_comes_back_under_a_new_name_and_takes_the_job_aga
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "routed":
             seen["routed"].append(data["worker"])
+            seen["routed_at"] = time.monotonic()
+        elif kind == "rerouted":
+            seen["rerouted_at"] = time.monotonic()
         elif kind == "artifacts" and not seen["requeued"]:
-            seen["requeued"] = True
+            seen["requeued"] = time.monotonic()
             procs.append(subprocess.Popen(["scontrol", "requeue", job], env=jobs.env))
 
     try:
         result = await submit_video(settings, video, store=store,
                                     pipelines=["metadata", "scenes"], options=SLOW_SCENES,
                                     link_options=link(), on_event=on_event)
+        print(f"\nrequeue -> client told: {seen['rerouted_at'] - seen['requeued']:.1f} s, "
+              f"-> routed to the requeued worker: {seen['routed_at'] - seen['requeued']:.1f} s")
         assert result.ok, result.error
         assert seen["routed"] == [first_name, f"{first_name}-r1"]
         assert [r["worker"] for r in result.reroutes] == [first_name]
