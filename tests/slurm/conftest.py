@@ -193,9 +193,9 @@ async def online(url: str, admin_token: str) -> dict[str, dict[str, Any]]:
         await admin.close()
 
 
-async def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> Any:
+async def wait_for(predicate: Any, what: str, limit_s: float = 60.0) -> Any:
     """Poll ``predicate`` (sync or async, returning a truthy value when done)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):
@@ -203,7 +203,7 @@ async def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> Any:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {limit_s:g} s waiting for {what}")
         await asyncio.sleep(0.2)
 
 

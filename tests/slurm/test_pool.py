@@ -89,9 +89,9 @@ async def test_pool_follows_the_queue(
 
         # idle workers exit by themselves; the pool goes back to min_workers (0)
         await wait_for(lambda: not jobs.alive("rtcpool."), "the idle workers to exit",
-                       timeout=60)
+                       limit_s=60)
         await wait_for(lambda: _status(settings)["jobs"] == [], "pool status without jobs",
-                       timeout=10)
+                       limit_s=10)
         assert await online(url, admin) == {}
     finally:
         watcher.cancel()
@@ -102,7 +102,7 @@ async def test_pool_follows_the_queue(
     status = _status(settings)
     assert status["room"] == "lab" and status["max_workers"] == 2
     assert any(e["action"] == "policy" for e in status["events"])
-    shown = subprocess.run([sys.executable, "-m", "rtc_annotator", "pool", "status",
+    shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "rtc_annotator", "pool", "status",
                             "--config", str(config)], capture_output=True, text=True,
                            timeout=60, env={k: v for k, v in os.environ.items()
                                             if not k.startswith("RTC_ANNOTATOR_")})

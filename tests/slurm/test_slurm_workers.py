@@ -66,7 +66,7 @@ async def start_workers(jobs: Jobs, script: Path, n: int, url: str,
         found = await workers_of(url, admin, ids)
         return found if len(found) == n else None
 
-    names = await wait_for(all_online, f"{n} workers online", timeout=90)
+    names = await wait_for(all_online, f"{n} workers online", limit_s=90)
     return ids, names, time.monotonic() - t0
 
 
@@ -99,15 +99,15 @@ async def test_n_jobs_are_n_workers_and_a_graceful_stop_completes(
 
     # a graceful stop: SIGTERM to the batch shell, the worker leaves, SLURM records COMPLETED
     job = ids[0]
-    subprocess.run(["scancel", "--batch", "--signal=TERM", job], env=jobs.env, check=True,
-                   timeout=30)
+    await asyncio.to_thread(subprocess.run, ["scancel", "--batch", "--signal=TERM", job],
+                            env=jobs.env, check=True, timeout=30)
 
     async def gone() -> bool:
         return names[job] not in await online(url, admin)
 
-    await wait_for(gone, f"worker {names[job]} to leave", timeout=30)
+    await wait_for(gone, f"worker {names[job]} to leave", limit_s=30)
     await wait_for(lambda: job_field(jobs.env, job, "JobState") == "COMPLETED",
-                   f"job {job} COMPLETED", timeout=30)
+                   f"job {job} COMPLETED", limit_s=30)
     assert job_field(jobs.env, job, "ExitCode") == "0:0"
     log = log_text(config.parent / "logs", job)
     assert "INFO" in log and "worker registered" in log, log
