@@ -124,7 +124,6 @@ class PoolService:
     async def start(self) -> None:
         self.render()
         welcome = await self.signaling.connect()
-        self.room = str(welcome.get("room") or "")
         if welcome.get("role") != "admin":
             raise ConfigError(f"the pool's token has role {welcome.get('role')!r}, not admin",
                               hint="give the pool the room's admin token")
@@ -133,6 +132,7 @@ class PoolService:
             await self.signaling.request("set_policy", policy={**policy, "wait_for_workers": True})
             self._event("policy", reason="wait_for_workers turned on: route requests queue while "
                         "no worker can take them, so the pool can start one")
+        self.room = str(welcome.get("room") or "")  # set last: the pool is ready
         _log.info("pool started", ctx={
             "room": self.room, "min_workers": self.pool.min_workers,
             "max_workers": self.pool.max_workers,
