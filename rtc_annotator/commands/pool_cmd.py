@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, fail_with, print_json, settings_from
-from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.errors import ConfigError, RtcAnnotatorError
 
 app = typer.Typer(help="Keep SLURM workers for a room, following its queue.",
                   no_args_is_help=True)
@@ -48,6 +48,8 @@ def run_cmd(
 
     try:
         asyncio.run(main())
+    except ConfigError as exc:
+        fail_with(exc)
     except RtcAnnotatorError as exc:
         fail_with(exc, code=1)
 

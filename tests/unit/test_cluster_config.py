@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,18 @@ def test_worker_env_drops_the_pools_settings() -> None:
                       "RTC_ANNOTATOR_VENV": "/nfs/venv"}, 300)
     assert env == {"PATH": "/bin", "RTC_ANNOTATOR_VENV": "/nfs/venv",
                    "RTC_ANNOTATOR_WORKER_IDLE_EXIT_S": "300"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
+    return subprocess.run([sys.executable, "-m", "rtc_annotator", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_pool_cli_errors(tmp_path: Path) -> None:
+    cfg = write(tmp_path, f'[pool]\nstate_dir = "{tmp_path / "state"}"\n')
+    r = _cli("pool", "status", "--config", str(cfg))
+    assert r.returncode == 1 and "POOL_NOT_FOUND" in r.stderr and "pool run" in r.stderr
+    r = _cli("pool", "run", "--once", "--config", str(cfg))
+    assert r.returncode == 2 and "templates is empty" in r.stderr
+    assert "Traceback" not in r.stderr
