@@ -131,7 +131,7 @@ def jobs(slurm_env: dict[str, str], tmp_path: Path) -> Iterator[Jobs]:
 async def signaling_server(tmp_path: Path) -> AsyncIterator[SignalingServer]:
     cfg = ServerConfig(
         state_path=tmp_path / "signaling-state.sqlite3", admin_secret=ADMIN_SECRET,
-        host="127.0.0.1", port=0, heartbeat_s=0.5, gone_after_s=3.0, session_grace_s=2.0,
+        host="127.0.0.1", port=0, heartbeat_s=0.5, gone_after_s=10.0, session_grace_s=2.0,
         sweep_interval_s=0.1, hello_timeout_s=5.0, rate_per_s=1000.0, rate_burst=1000.0,
     )
     srv = SignalingServer(cfg)
@@ -155,6 +155,18 @@ async def room_tokens(signaling_server: SignalingServer) -> dict[str, str]:
         tokens[role] = (await admin.request("issue_token", role=role, ttl_s=600))["token"]
     await admin.close()
     return tokens
+
+
+async def let_requests_wait(url: str, admin_token: str) -> None:
+    """Room policy wait_for_workers: a request routed again while the room's only other
+    worker is reconnecting (a loaded machine) waits instead of failing NO_MATCHING_WORKER."""
+    admin = SignalingClient(url, token=admin_token, reconnect=False)
+    await admin.connect()
+    try:
+        policy = (await admin.request("get_policy"))["policy"]
+        await admin.request("set_policy", policy={**policy, "wait_for_workers": True})
+    finally:
+        await admin.close()
 
 
 def worker_toml(path: Path, url: str, token: str, **worker: Any) -> Path:

@@ -18,12 +18,20 @@ from typing import Any
 
 from rtc_annotator.client.submit import submit_video
 from rtc_annotator.config import Settings
-from rtc_annotator.signaling_client import SignalingClient
 from rtc_annotator.store import Store
 from rtc_annotator.transport.peer import LinkOptions
 from signaling.app import SignalingServer
 
-from .conftest import Jobs, job_field, log_text, online, render, wait_for, worker_toml
+from .conftest import (
+    Jobs,
+    job_field,
+    let_requests_wait,
+    log_text,
+    online,
+    render,
+    wait_for,
+    worker_toml,
+)
 
 COLORS = ("red", "blue") * 4  # 8 scenes, a hard cut every second
 SLOW_SCENES = {"scenes": {"downscale_width": 0, "min_scene_len_ms": 200}}
@@ -119,6 +127,7 @@ async def test_scancel_of_a_busy_worker_reroutes_its_job(
     room_tokens: dict[str, str], make_video: Callable[..., Path],
 ) -> None:
     url, admin = signaling_server.url, room_tokens["admin"]
+    await let_requests_wait(url, admin)
     config = worker_toml(tmp_path / "w" / "worker.toml", url, room_tokens["worker"])
     script = render(config, tmp_path / "worker.sbatch")
     ids, names, _took = await start_workers(jobs, script, 2, url, admin)
@@ -162,12 +171,7 @@ async def test_requeued_worker_comes_back_under_a_new_name_and_takes_the_job_aga
     room_tokens: dict[str, str], make_video: Callable[..., Path],
 ) -> None:
     url, admin = signaling_server.url, room_tokens["admin"]
-    # while the only worker is requeued, route requests wait instead of failing
-    admin_client = SignalingClient(url, token=admin, reconnect=False)
-    await admin_client.connect()
-    policy = (await admin_client.request("get_policy"))["policy"]
-    await admin_client.request("set_policy", policy={**policy, "wait_for_workers": True})
-    await admin_client.close()
+    await let_requests_wait(url, admin)  # while the only worker is requeued
 
     config = worker_toml(tmp_path / "w" / "worker.toml", url, room_tokens["worker"])
     script = render(config, tmp_path / "worker.sbatch")
