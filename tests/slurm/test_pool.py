@@ -17,7 +17,6 @@ import toml
 
 from rtc_annotator.client.submit import submit_video
 from rtc_annotator.config import Settings
-from rtc_annotator.pool.decide import Submit
 from rtc_annotator.pool.service import PoolService
 from rtc_annotator.store import Store
 from signaling.app import SignalingServer
@@ -123,16 +122,16 @@ async def test_restarted_pool_finds_its_jobs_and_keeps_min_workers(
     from rtc_annotator.config import load_settings
 
     settings = load_settings(config, env={})
-    first = PoolService(settings)
-    await first.start()
-    try:
-        plan = await first.step()
-    finally:
-        await first.close()
-    assert [(a.kind, a.template) for a in plan.actions if isinstance(a, Submit)] == [
-        ("base", "worker")]
+    # one round of the command an operator runs: it submits the base worker and exits
+    first = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "rtc_annotator", "--log-level", "INFO", "pool",
+                         "run", "--once", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env=jobs.env)
+    assert first.returncode == 0, first.stderr
+    assert "pool submitted" in first.stderr and "kind=base" in first.stderr
     (job,) = [j[0] for j in jobs.alive("rtcpool.lab.worker.base")]
     jobs.ids.append(job)
+    assert f"job_id={job}" in first.stderr
 
     # a new pool process: it finds the base job with squeue and submits nothing more
     second = PoolService(settings)

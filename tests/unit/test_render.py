@@ -164,7 +164,7 @@ def fake_worker(bin_dir: Path, *, kill_wait: str = "30") -> None:
     bin_dir.mkdir(exist_ok=True)
     worker = bin_dir / "rtc-annotator"
     worker.write_text(
-        '#!/bin/bash\n{ echo "== rtc-annotator"; for a in "$@"; do echo "$a"; done;\n'
+        '#!/bin/bash\n{ echo "== ${0##*/}"; for a in "$@"; do echo "$a"; done;\n'
         '  echo "name=$RTC_ANNOTATOR_WORKER_NAME"; echo "grace=$RTC_ANNOTATOR_WORKER_SHUTDOWN_GRACE_S";'
         ' } >> "$STUB_LOG"\n'
         'trap \'echo "worker got TERM" >> "$STUB_LOG"; exit 0\' TERM\n'
@@ -213,6 +213,20 @@ def test_slurm_script_names_the_worker_and_passes_sigterm(worker_settings: Setti
     assert code == 0, out
     assert "name=gpu-node-7-gpu-a7-4242-r2" in lines and "grace=15" in lines
     assert "KillWait is 30 s" in out
+
+
+def test_slurm_script_runs_the_worker_in_apptainer(worker_settings: Settings,
+                                                  tmp_path: Path) -> None:
+    text = render_worker("slurm", worker_settings, config_path="/etc/rtc/worker.toml")
+    fake_worker(tmp_path / "bin")
+    (tmp_path / "bin" / "rtc-annotator").rename(tmp_path / "bin" / "apptainer")
+    code, lines, out = run_batch(text, tmp_path, RTC_ANNOTATOR_SIF="/img/w.sif")
+    assert code == 0, out
+    assert lines[:13] == ["== apptainer", "exec", "--nv", "--bind",
+                          "/etc/rtc,/mnt/vast,/nfs/projects,/shared/models,/scratch/cache",
+                          "/img/w.sif", "rtc-annotator", "--log-level", "INFO", "worker",
+                          "--config", "/etc/rtc/worker.toml", "name=gpu-node-7-gpu-a7-4242"]
+    assert lines[-1] == "worker got TERM"
 
 
 def test_runai_script_submits(worker_settings: Settings, tmp_path: Path) -> None:
