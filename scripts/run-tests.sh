@@ -26,7 +26,7 @@ if [ "$(id -u)" -eq 0 ] && conf=$(scripts/test-slurm.sh start "$slurmdir"); then
   export RTC_ANNOTATOR_TEST_SLURM_CONF="$conf"
   echo "test SLURM cluster: $conf"
 else
-  echo "warning: could not start SLURM (needs root); SLURM tests fail under CI=true, skip otherwise" >&2
+  echo "warning: no SLURM test cluster (needs root, slurm-wlm, munge; see above); tests/slurm fail under CI=true, skip otherwise" >&2
 fi
 
 export YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1

@@ -48,7 +48,8 @@ start)
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" \
     || { cat "$dir/munge/munged.log" >&2; exit 1; }
   wait_for 10 test -S "$dir/munge/munge.socket" || { echo "test-slurm: munged did not start" >&2; exit 1; }
-  host=$(hostname -s)
+  # the node is this machine under its short host name (what slurmd looks itself up as)
+  host=$(python3 -c 'import socket; print(socket.gethostname().split(".")[0])')
   ctld_port=$(free_port)
   slurmd_port=$(free_port)
   cat >"$dir/slurm.conf" <<EOF
