@@ -443,7 +443,7 @@ class Hub:
                                  code=Codes.INVALID_MESSAGE, hint="use a fresh request id")
         cands = self._candidates(room)
         never = routing.why_never(cands, req, room.policy, room.name)
-        if never is not None and not room.policy.wait_for_workers:
+        if never is not None and (req.worker is not None or not room.policy.wait_for_workers):
             self._decide(room.name, p.Decision(
                 at=time.time(), route_id=msg.id, client=conn.identity, outcome="rejected",
                 strict=routing.is_strict(req, room.policy), reason=never, requirements=req))

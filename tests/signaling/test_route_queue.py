@@ -38,6 +38,10 @@ async def test_requests_wait_for_a_worker_only_with_wait_for_workers(
     assert row["requirements"]["pipelines"] == ["scenes"]
     assert row["requirements"]["required_storage"] == "vast"
     assert row["requirements"]["strict"] is True
+    # a reattach to a worker that is not online fails at once, whatever the policy
+    with pytest.raises(SignalingError) as err:
+        await client.request("route", timeout=5, pipelines=["scenes"], worker="rtc-gone-9")
+    assert err.value.code == Codes.NO_MATCHING_WORKER
     (decision,) = [d for d in (await admin.request("decisions"))["decisions"]
                    if d["outcome"] == "queued"]
     assert "no worker is registered" in decision["reason"] and "wait_for_workers" in decision["reason"]
