@@ -293,7 +293,8 @@ class WorkerAgent:
             error = result.error or ErrorEnvelope(
                 code="CANCELLED", message="job cancelled on the worker"
             )
-            if not self._stopping.is_set() and error.code == "WORKER_ERROR":
+            if (not self._stopping.is_set() and error.code == "WORKER_ERROR"
+                    and "ended unexpectedly" in error.message):
                 # SLURM and Kubernetes signal every process of the job at once: a job process
                 # killed together with the worker is a shutdown, not a failure of the job
                 with contextlib.suppress(TimeoutError):
