@@ -130,7 +130,10 @@ stop)
     fi
   done
   if [ -f "$dir/munge/munged.pid" ]; then
-    kill -TERM "$(cat "$dir/munge/munged.pid")" 2>/dev/null || true
+    mpid=$(cat "$dir/munge/munged.pid")
+    kill -TERM "$mpid" 2>/dev/null || true
+    munged_gone() { ! kill -0 "$mpid" 2>/dev/null; }
+    wait_for 5 munged_gone || kill -KILL "$mpid" 2>/dev/null || true
   fi
   rm -rf "$dir"
   ;;

@@ -133,7 +133,7 @@ async def test_scancel_of_a_busy_worker_reroutes_its_job(
     ids, names, _took = await start_workers(jobs, script, 2, url, admin)
     by_name = {v: k for k, v in names.items()}
 
-    video = make_video(colors=COLORS, seconds_each=1.0, size="1280x720")
+    video = make_video(colors=COLORS, seconds_each=1.0, size="960x540")
     settings = client_settings(tmp_path, url, room_tokens["client"])
     store = await Store.open(settings.database.url)
     seen: dict[str, Any] = {"routed": [], "cancelled": None}
@@ -179,7 +179,7 @@ async def test_requeued_worker_comes_back_under_a_new_name_and_takes_the_job_aga
     first_name = names[job]
     assert first_name == f"rtc-{HOST}-{job}"
 
-    video = make_video(colors=COLORS, seconds_each=1.0, size="1280x720")
+    video = make_video(colors=COLORS, seconds_each=1.0, size="960x540")
     settings = client_settings(tmp_path, url, room_tokens["client"])
     store = await Store.open(settings.database.url)
     seen: dict[str, Any] = {"routed": [], "requeued": False}
