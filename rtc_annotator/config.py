@@ -29,6 +29,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rtc_annotator.errors import ConfigError, RtcAnnotatorError
+from rtc_annotator.redact import register_secret
 from rtc_annotator.storage import (
     StorageBackend,
     StorageConfig,
@@ -40,6 +41,9 @@ APP_NAME = "rtc-annotator"
 ENV_PREFIX = "RTC_ANNOTATOR_"
 KNOWN_PIPELINES = ("metadata", "scenes", "transcript", "objects", "ocr")
 MODEL_PROFILES = ("fast", "balanced", "high_quality")
+MODEL_PIPELINES = ("transcript", "objects", "ocr")
+ModelPipeline = Literal["transcript", "objects", "ocr"]
+ModelProfile = Literal["fast", "balanced", "high_quality"]
 
 
 def user_data_dir() -> Path:
@@ -107,6 +111,16 @@ class WorkerSettings(_Section):
     max_upload_bytes: int = Field(
         default=50 * 1024**3, gt=0, description="Largest file accepted over the data channel."
     )
+    cache_max_bytes: int = Field(
+        default=100 * 1024**3, gt=0,
+        description="Total size cap of received files (cache_dir/files): least recently used "
+        "files are evicted to make room; files a running job uses never are.",
+    )
+    outbox_expire_days: float = Field(
+        default=7.0, gt=0,
+        description="Results of ended jobs that no client came back for are deleted after "
+        "this many days.",
+    )
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
     )
@@ -114,6 +128,11 @@ class WorkerSettings(_Section):
         default=0.0, ge=0,
         description="Exit 0 after this many seconds with no session and no job (0: never); "
         "`rtc-annotator pool` sets it for the workers it starts on demand.",
+    )
+    threads_per_job: int | None = Field(
+        default=None, ge=1, le=256,
+        description="CPU threads each job's model libraries use (OpenMP, torch, OpenCV); "
+        "default: the libraries' own choice.",
     )
 
     @field_validator("pipelines")
@@ -227,6 +246,35 @@ class IceSettings(_Section):
     )
 
 
+class SignalingServerSettings(_Section):
+    """``[signaling_server]``: the signaling server's own settings (``python -m signaling``).
+
+    Each key has a command-line flag of the same name (``--turn-ttl-s`` is ``--turn-ttl``);
+    a flag wins over ``RTC_ANNOTATOR_SIGNALING_SERVER_<KEY>``, which wins over the file. The
+    secrets are never values here: ``$SIGNALING_ADMIN_SECRET`` / ``$SIGNALING_TURN_SECRET`` or
+    the files named by ``admin_secret_file`` / ``turn_secret_file``."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Port (0: any free port).")
+    state: Path = Field(default=Path("signaling-state.sqlite3"),
+                        description="SQLite file keeping rooms, policies and revocations.")
+    admin_secret_file: Path | None = Field(
+        default=None, description="File whose first line is the admin secret.")
+    turn_secret_file: Path | None = Field(
+        default=None, description="File whose first line is coturn's static-auth-secret.")
+    cert: Path | None = Field(default=None, description="TLS certificate (PEM): serve wss://.")
+    key: Path | None = Field(default=None, description="TLS private key (PEM).")
+    stun: list[str] = Field(default_factory=list, description="stun: URLs handed to peers.")
+    turn: list[str] = Field(default_factory=list,
+                            description="turn: URLs handed out with short-lived credentials.")
+    turn_ttl_s: int = Field(default=3600, gt=0, description="TURN credential lifetime, s.")
+    heartbeat_s: float = Field(default=5.0, gt=0, description="Heartbeat interval, s.")
+    gone_after_s: float = Field(default=12.0, gt=0,
+                                description="Close a peer silent this long, s.")
+    rate_per_s: float = Field(default=50.0, gt=0, description="Frames/s per connection.")
+    rate_burst: float = Field(default=200.0, gt=0, description="Rate-limit burst, frames.")
+
+
 class StorageSettings(_Section):
     """``[storage.<name>]``: one shared filesystem as mounted on this machine."""
 
@@ -315,6 +363,27 @@ class PoolSettings(_Section):
         default_factory=lambda: user_data_dir() / "pool",
         description="Rendered job scripts and status.json (`pool status`).",
     )
+class ModelSettings(_Section):
+    """``[models.<pipeline>.<name>]``: one model this machine holds."""
+
+    path: Path = Field(
+        description="File (objects: .pt/.onnx) or folder (transcript: CTranslate2 whisper; ocr: "
+        "easyocr .pth files); a relative path is under [worker] models_dir."
+    )
+    recognizer: str | None = Field(
+        default=None, description="ocr: easyocr recognizer name (default english_g2)."
+    )
+    detector: Literal["craft", "dbnet18"] | None = Field(
+        default=None, description="ocr: easyocr text detector (default craft)."
+    )
+    languages: list[str] | None = Field(
+        default=None, description="ocr: languages the recognizer reads (default [\"en\"])."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
 
 
 class Settings(_Section):
@@ -328,6 +397,16 @@ class Settings(_Section):
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    signaling_server: SignalingServerSettings = Field(default_factory=SignalingServerSettings)
+    models: dict[ModelPipeline, dict[str, ModelSettings]] = Field(
+        default_factory=dict,
+        description="[models.<pipeline>.<name>]: models this machine holds, by name.",
+    )
+    profiles: dict[ModelProfile, dict[ModelPipeline, str]] = Field(
+        default_factory=dict,
+        description="[profiles.<profile>] <pipeline> = <model name>: the model each profile "
+        "uses (default: the built-in table).",
+    )
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -352,6 +431,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "ice": IceSettings,
     "cluster": ClusterSettings,
     "pool": PoolSettings,
+    "signaling_server": SignalingServerSettings,
 }
 
 
@@ -417,6 +497,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             continue
         rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
+        for name in _SECTIONS:  # a two-word section: RTC_ANNOTATOR_SIGNALING_SERVER_PORT
+            if "_" in name and rest.startswith(name + "_"):
+                section, key = name, rest[len(name) + 1 :]
         model = _SECTIONS.get(section)
         if model is None or not key:
             continue  # RTC_ANNOTATOR_CONFIG, RTC_ANNOTATOR_TEST_*, ... are not overrides
@@ -460,6 +543,10 @@ def _location(loc: tuple[int | str, ...]) -> tuple[str, str]:
     if parts[0] == "storage" and len(parts) >= 2:
         section = f"[storage.{parts[1]}]"
         key = ".".join(parts[2:])
+    elif parts[0] in ("models", "profiles") and len(parts) >= 2:
+        cut = 3 if parts[0] == "models" else 2
+        section = "[" + ".".join(parts[:cut]) + "]"
+        key = ".".join(parts[cut:])
     elif parts[0] in _SECTIONS:
         section = f"[{parts[0]}]"
         key = ".".join(parts[1:])
@@ -474,11 +561,14 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
     if kind == "extra_forbidden":
         name = loc[-1] if loc else key
         if section == "(top level)":
-            return _did_you_mean(name, [*_SECTIONS, "storage"], "top level").replace(
+            return _did_you_mean(name, [*_SECTIONS, "storage", "models", "profiles"],
+                                 "top level").replace(
                 "keys of [top level]", "known sections"
             )
         if section.startswith("[storage."):
             return _did_you_mean(name, list(StorageSettings.model_fields), section.strip("[]"))
+        if section.startswith("[models."):
+            return _did_you_mean(name, list(ModelSettings.model_fields), section.strip("[]"))
         section_model = _SECTIONS.get(section.strip("[]"))
         if section_model is not None:
             return _did_you_mean(name, list(section_model.model_fields), section.strip("[]"))
@@ -566,4 +656,6 @@ def load_settings(
             raise ConfigError(_one_line(f"{source}: [storage.{name}]: {exc.message}"),
                               hint=exc.hint) from None
     settings.source = file
+    for secret in (settings.signaling.token, *(s.credential for s in settings.ice.servers)):
+        register_secret(secret)  # never shown in a log line or an error message
     return settings

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 extras=(openssl)
+# the real-model tests: espeak-ng speaks test sentences, ffmpeg's drawtext needs a font
+extras+=(espeak-ng fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf)
 # tests/nat builds NATed network namespaces with a coturn relay: root, iptables and coturn
 if [ "$(id -u)" -eq 0 ]; then extras+=(coturn:turnserver iptables); fi
 # tests/slurm runs workers on a throwaway single-node SLURM cluster (root, slurm-wlm, munge)

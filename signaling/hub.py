@@ -273,7 +273,7 @@ class Hub:
             if not secrets.compare_digest(msg.admin_secret.encode(),
                                           self.config.admin_secret.encode()):
                 raise SignalingError("wrong admin secret", code=Codes.BAD_ADMIN_SECRET,
-                                     hint="use the --admin-secret the server was started with")
+                                     hint="use the server's $SIGNALING_ADMIN_SECRET")
             conn.role, conn.identity = "server", f"server:{conn.id}"
             conn.set_state(ConnState.AUTHENTICATED)
             return {"type": "welcome", "id": msg.id, "role": "server", "room": None,
@@ -432,7 +432,7 @@ class Hub:
         room = self.store.rooms[conn.room]
         req = p.Requirements(pipelines=msg.pipelines, required_storage=msg.required_storage,
                              min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict,
-                             worker=msg.worker, exclude=msg.exclude)
+                             worker=msg.worker, exclude=msg.exclude, models=msg.models)
         assert conn.identity is not None
         for s in self.sessions.of(room.name, conn.identity):
             if s.route_id == msg.id and s.client == conn.identity and s.routed is not None:

@@ -126,6 +126,12 @@ class _DetachingSession(ClientSession):
         return result
 
 
+def named_models(options: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """pipeline -> model name, for each pipeline whose options name a ``model``."""
+    return {p: str(o["model"]) for p, o in options.items()
+            if isinstance(o, dict) and isinstance(o.get("model"), str)}
+
+
 async def route(
     sig: SignalingClient,
     *,
@@ -135,13 +141,18 @@ async def route(
     worker: str | None = None,
     exclude: list[str] | None = None,
     on_queue: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+    min_gpu_memory_mb: int = 0,
+    models: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Ask the server for a worker (``worker``: only that one; ``exclude``: never those).
 
     Like :meth:`SignalingClient.route`: waits through ``queued`` updates, re-sends the same
     request id after a lost signaling connection."""
     fields: dict[str, Any] = {"pipelines": pipelines, "required_storage": required_storage,
-                              "strict": strict, "worker": worker, "exclude": exclude or []}
+                              "strict": strict, "worker": worker, "exclude": exclude or [],
+                              "min_gpu_memory_mb": min_gpu_memory_mb}
+    if models:  # only workers holding the models the job names (pipeline option "model")
+        fields["models"] = models
     rid = sig.new_id("route")
     while True:
         try:
@@ -263,6 +274,8 @@ async def submit_video(
     detach: bool = False,
     max_reroutes: int | None = None,
     spool_wait_s: float | None = None,
+    worker: str | None = None,
+    min_gpu_memory_mb: int = 0,
 ) -> SubmitResult:
     """Run one video through a worker of the room; never raises for a job-level failure.
 
@@ -272,7 +285,8 @@ async def submit_video(
     ``detach``: return once the job is accepted and its input sent (``result.detached``); the
     worker keeps the batches until ``attach_job``. Events through ``on_event``: hashing,
     routing, queued, routed, connected, upload, progress, artifacts, spooled, flushed,
-    rerouted, detached.
+    rerouted, detached. ``worker``: route only to that worker (it queues the job when its
+    slots are full); ``min_gpu_memory_mb``: only workers whose largest GPU has that much.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -327,7 +341,9 @@ async def submit_video(
         while True:
             await _notify(on_event, "routing", {"required_storage": required})
             routed = await route(sig, pipelines=pipelines, required_storage=required,
-                                 strict=strict_storage, exclude=excluded, on_queue=on_queue)
+                                 strict=strict_storage, exclude=excluded, on_queue=on_queue,
+                                 worker=worker, min_gpu_memory_mb=min_gpu_memory_mb,
+                                 models=named_models(opts))
             session_id = str(routed["session_id"])
             result.worker = str(routed.get("worker"))
             decision = routed.get("decision") or {}

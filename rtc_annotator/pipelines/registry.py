@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rtc_annotator.config import Settings
 from rtc_annotator.pipelines.base import Availability, Pipeline, UnknownPipeline
@@ -39,6 +40,8 @@ class PipelineStatus:
     """Why not (or a note)."""
     profiles: tuple[str, ...]
     """Profiles whose weights are present."""
+    models: tuple[dict[str, Any], ...] = ()
+    """Usable models (model pipelines): pipeline, name, kind, sha256, classes."""
 
 
 class Registry:
@@ -82,7 +85,7 @@ class Registry:
             rows.append(
                 PipelineStatus(
                     name, pipeline.version, pipeline.artifact_types, avail.ok, avail.reason,
-                    avail.profiles,
+                    avail.profiles, avail.models,
                 )
             )
         return rows

@@ -44,7 +44,7 @@ _log = get_logger(__name__)
 
 STATUS_FILE = "status.json"
 EVENTS_KEPT = 100
-KEEP_ENV = ("RTC_ANNOTATOR_VENV", "RTC_ANNOTATOR_SIF")
+KEEP_ENV = ("RTC_ANNOTATOR_VENV", "RTC_ANNOTATOR_SIF", "RTC_ANNOTATOR_LOG_FORMAT")
 """``RTC_ANNOTATOR_*`` variables that do reach the workers (how to run them, not settings)."""
 
 

@@ -123,6 +123,23 @@ class GpuInfo(_Model):
     memory_mb: int = Field(ge=0, description="Total device memory in MiB.")
 
 
+class ModelInfo(_Model):
+    """A model a worker holds: jobs name it in a pipeline's ``model`` option."""
+
+    pipeline: Name = Field(description="The pipeline that runs it: transcript, objects, ocr.")
+    name: Name = Field(description="The name jobs use, e.g. tiny.en or yolo11m.pt.")
+    kind: str = Field(default="", max_length=32,
+                      description="Format: faster-whisper, yolo or easyocr.")
+    sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$",
+                        description="sha256 of the file (of a folder: of its files' sha256).")
+    classes: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=1000,
+        description="Class names a detector reports (objects); empty for other kinds.")
+
+    def key(self) -> str:
+        return f"{self.pipeline}/{self.name}"
+
+
 class WorkerCapabilities(_Model):
     """What a worker registers: who it is and what it can run."""
 
@@ -143,8 +160,17 @@ class WorkerCapabilities(_Model):
         description="Pipelines it cannot run, each with the reason (missing weights, ...).",
     )
 
+    models: list[ModelInfo] = Field(
+        default_factory=list, max_length=256,
+        description="Models it holds for its model pipelines.",
+    )
+
     def max_gpu_memory_mb(self) -> int:
         return max((g.memory_mb for g in self.gpus), default=0)
+
+    def model_keys(self) -> set[str]:
+        """``pipeline/name`` of every model it holds."""
+        return {m.key() for m in self.models}
 
     def backend_names(self) -> set[str]:
         return {b.name for b in self.storage_backends}
@@ -192,6 +218,13 @@ class Requirements(_Model):
         default_factory=list, max_length=64,
         description="Never route to these workers (e.g. one that just died mid-job).",
     )
+    models: dict[Name, Name] = Field(
+        default_factory=dict, max_length=64,
+        description="pipeline -> model name the job asks for: only workers holding it.",
+    )
+
+    def model_keys(self) -> frozenset[str]:
+        return frozenset(f"{p}/{m}" for p, m in self.models.items())
 
 
 # --------------------------------------------------------------------------- requests

@@ -13,6 +13,11 @@ writer thread. A bad CRC makes the receiver ask for a resend from its verified o
 ``blobs/<sha256>/<sanitised name>`` (content-addressed: a later offer of the same sha256 is
 answered ``complete`` at once), a mismatch deletes it and reports ``TRANSFER_CORRUPT``.
 After a drop the partial file stays; the next offer of the same sha256 resumes from its size.
+
+The cache has a size cap (``cap_bytes``, ``[worker] cache_max_bytes``): before a transfer is
+accepted, the least recently used files are evicted until the new file fits. Files that a job
+uses (its input, or the partial file it waits for) are pinned and never evicted; when pinned
+files alone leave no room the transfer is refused with ``NO_DISK_SPACE``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -100,13 +106,33 @@ def sha256_file(path: Path, *, block: int = READ_BYTES) -> str:
 # --------------------------------------------------------------------------- receiver side
 
 
-class FileCache:
-    """Worker-side content-addressed cache of received files."""
+@dataclass(frozen=True)
+class CacheEntry:
+    """One file of the cache, for eviction: a verified blob or a partial upload."""
 
-    def __init__(self, root: Path, *, max_bytes: int, min_free_bytes: int = 64 * 1024**2) -> None:
+    sha256: str
+    """Content hash (the key)."""
+    path: Path
+    """The blob's folder or the partial file."""
+    size: int
+    """Bytes on disk."""
+    last_used: float
+    """Modification time of the entry, refreshed on every use (seconds since the epoch)."""
+    partial: bool
+    """True for an unfinished upload."""
+
+
+class FileCache:
+    """Worker-side content-addressed cache of received files, capped in total size (LRU)."""
+
+    def __init__(self, root: Path, *, max_bytes: int, cap_bytes: int | None = None,
+                 min_free_bytes: int = 64 * 1024**2) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.cap_bytes = cap_bytes
+        """Total bytes the cache may hold (blobs and partial files); None: no cap."""
         self.min_free_bytes = min_free_bytes
+        self._pins: dict[str, int] = {}
         self.blobs = self.root / "blobs"
         self.partial = self.root / "partial"
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -121,13 +147,94 @@ class FileCache:
         return sha256
 
     def lookup(self, sha256: str) -> Path | None:
-        """The cached file with this sha256, if any."""
+        """The cached file with this sha256, if any (and mark it used, for eviction)."""
         folder = self.blobs / self._check_sha(sha256)
         if folder.is_dir():
             for entry in folder.iterdir():
                 if entry.is_file():
+                    with contextlib.suppress(OSError):
+                        os.utime(folder)
                     return entry
         return None
+
+    # ------------------------------------------------------------------ pins and eviction
+
+    def pin(self, sha256: str) -> None:
+        """A job uses this file (or waits for it): never evict it until :meth:`unpin`."""
+        self._pins[sha256] = self._pins.get(sha256, 0) + 1
+
+    def unpin(self, sha256: str) -> None:
+        left = self._pins.get(sha256, 0) - 1
+        if left > 0:
+            self._pins[sha256] = left
+        else:
+            self._pins.pop(sha256, None)
+
+    def pinned(self, sha256: str) -> bool:
+        return self._pins.get(sha256, 0) > 0
+
+    def entries(self) -> list[CacheEntry]:
+        """Every blob and partial file with its size and last use. Blocking: scans the disk."""
+        out: list[CacheEntry] = []
+        for folder in _listdir(self.blobs):
+            if not _SHA_RE.match(folder.name) or not folder.is_dir():
+                continue
+            size = sum(f.stat().st_size for f in _listdir(folder) if f.is_file())
+            with contextlib.suppress(OSError):
+                out.append(CacheEntry(folder.name, folder, size, folder.stat().st_mtime, False))
+        for part in _listdir(self.partial):
+            sha = part.name.removesuffix(".part")
+            if _SHA_RE.match(sha) and part.is_file():
+                with contextlib.suppress(OSError):
+                    st = part.stat()
+                    out.append(CacheEntry(sha, part, st.st_size, st.st_mtime, True))
+        return out
+
+    def used_bytes(self) -> int:
+        """Bytes the cache holds now. Blocking."""
+        return sum(e.size for e in self.entries())
+
+    def make_room(self, incoming: int, *, keep: str | None = None) -> list[CacheEntry]:
+        """Evict least recently used, unpinned entries until ``incoming`` more bytes fit under
+        the cap; return what was evicted. ``keep`` (the sha256 being received) is never evicted.
+        Raises :class:`TransferRefused` (``NO_DISK_SPACE``) when pinned files leave no room.
+        Blocking: call from a thread."""
+        if self.cap_bytes is None:
+            return []
+        entries = self.entries()
+        used = sum(e.size for e in entries)
+        # the partial file being resumed already counts in ``used``; only the rest is new
+        incoming -= sum(e.size for e in entries if e.sha256 == keep and e.partial)
+        evicted: list[CacheEntry] = []
+        for entry in sorted(entries, key=lambda e: (e.last_used, e.sha256)):
+            if used + incoming <= self.cap_bytes:
+                break
+            if entry.sha256 == keep or self.pinned(entry.sha256):
+                continue
+            if entry.partial:
+                entry.path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            used -= entry.size
+            evicted.append(entry)
+            _log.info("cache entry evicted", ctx={"sha256": entry.sha256[:12], "bytes": entry.size,
+                                                  "partial": entry.partial,
+                                                  "idle_s": round(time.time() - entry.last_used)})
+        if used + incoming > self.cap_bytes:
+            raise TransferRefused(
+                f"the worker's file cache is full: {used} of {self.cap_bytes} bytes are held by "
+                f"files that running jobs use, and {incoming} more are needed",
+                hint="wait for running jobs to finish, raise [worker] cache_max_bytes, "
+                     "or use shared storage",
+                code="NO_DISK_SPACE",
+            )
+        return evicted
+
+    async def reserve(self, incoming: int, *, keep: str | None = None) -> list[CacheEntry]:
+        """:meth:`make_room` off the event loop."""
+        if self.cap_bytes is None:
+            return []
+        return await asyncio.to_thread(self.make_room, incoming, keep=keep)
 
     def partial_path(self, sha256: str) -> Path:
         return self.partial / f"{self._check_sha(sha256)}.part"
@@ -150,6 +257,12 @@ class FileCache:
                 hint="raise [worker] max_upload_bytes on the worker, or use shared storage",
                 code="FILE_TOO_LARGE",
             )
+        if self.cap_bytes is not None and size > self.cap_bytes:
+            raise TransferRefused(
+                f"file of {size} bytes exceeds this worker's cache cap of {self.cap_bytes} bytes",
+                hint="raise [worker] cache_max_bytes on the worker, or use shared storage",
+                code="FILE_TOO_LARGE",
+            )
         free = shutil.disk_usage(self.root).free
         if free - (size - have) < self.min_free_bytes:
             raise TransferRefused(
@@ -164,8 +277,16 @@ class FileCache:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / sanitize_name(name)
         os.replace(part, target)
+        os.utime(folder)
         self.arrived(sha256).set()
         return target
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 @dataclass
@@ -231,8 +352,10 @@ class FileReceiver:
                 self._finish(ReceiveResult(offer.sha256, cached, 0))
                 await self._status(offer.size, complete=True)
                 return
-            if offer.size > self.cache.max_bytes:  # refuse before any partial file exists
-                self.cache.check_accept(offer.size)
+            cap = self.cache.cap_bytes
+            if offer.size > self.cache.max_bytes or (cap is not None and offer.size > cap):
+                self.cache.check_accept(offer.size)  # refuse before any partial file exists
+            await self.cache.reserve(offer.size, keep=offer.sha256)
             part = self.cache.partial_path(offer.sha256)
             have = await asyncio.to_thread(self._open_partial, part)
             if self.done.is_set():  # aborted while the file was being opened

@@ -10,6 +10,10 @@ plain names)::
 Files are written to a temporary name, fsynced and renamed, so a crash never leaves half a
 batch. A worker restarted on the same ``root`` replays what a reattaching client has not acked.
 All file work runs in threads.
+
+Expiry: a job folder nobody reattached to is removed once its newest file is older than
+``[worker] outbox_expire_days`` (default 7), unless the job still runs (:meth:`Outbox.expire`,
+called by the worker at start and periodically; one log line per expired job).
 """
 
 from __future__ import annotations
@@ -18,10 +22,16 @@ import asyncio
 import os
 import re
 import shutil
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtc_annotator.errors import ProtocolError
+from rtc_annotator.logs import get_logger
 from rtc_annotator.protocol import peer as proto
+
+_log = get_logger(__name__)
 
 _JOB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BATCH_RE = re.compile(r"^(\d{12})\.batch$")
@@ -41,6 +51,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One job's folder in the outbox."""
+
+    job_id: str
+    """The job."""
+    batches: int
+    """Unacked batches waiting for the client."""
+    finished: bool
+    """The job ended (its JOB_DONE / JOB_FAILED is recorded)."""
+    last_change: float
+    """Newest modification time in the folder (seconds since the epoch)."""
 
 
 class Outbox:
@@ -144,3 +168,44 @@ class Outbox:
         """The client acked the final message: forget the job."""
         self._next.pop(job_id, None)
         await asyncio.to_thread(shutil.rmtree, self._dir(job_id), True)
+
+    # ------------------------------------------------------------------ expiry
+
+    def entries(self) -> list[OutboxEntry]:
+        """Every job folder with its unacked batches and age. Blocking: scans the disk."""
+        out = []
+        try:
+            folders = [f for f in self.root.iterdir() if f.is_dir() and _JOB_RE.match(f.name)]
+        except OSError:
+            return []
+        for folder in folders:
+            try:
+                files = list(folder.iterdir())
+                newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
+            except OSError:
+                continue
+            out.append(OutboxEntry(
+                job_id=folder.name,
+                batches=sum(1 for f in files if _BATCH_RE.match(f.name)),
+                finished=any(f.name == "final" for f in files),
+                last_change=newest,
+            ))
+        return out
+
+    def expire(self, max_age_s: float, *, active: Collection[str] = (),
+               now: float | None = None) -> list[OutboxEntry]:
+        """Remove the folders of jobs untouched for ``max_age_s`` that are not in ``active``
+        (jobs still running); log and return them. Blocking: call from a thread."""
+        now = time.time() if now is None else now
+        expired = []
+        for entry in self.entries():
+            age = now - entry.last_change
+            if entry.job_id in active or age <= max_age_s:
+                continue
+            shutil.rmtree(self.root / entry.job_id, ignore_errors=True)
+            self._next.pop(entry.job_id, None)
+            expired.append(entry)
+            _log.warning("outbox entry expired: no client reattached",
+                         ctx={"job": entry.job_id, "batches": entry.batches,
+                              "finished": entry.finished, "age_h": round(age / 3600, 1)})
+        return expired

@@ -36,7 +36,7 @@ from rtc_annotator.protocol import peer as proto
 from rtc_annotator.protocol.peer import JobMachine, JobState
 from rtc_annotator.storage import StorageConfig
 from rtc_annotator.transport.filetransfer import FileCache, FileReceiver
-from rtc_annotator.transport.outbox import Outbox
+from rtc_annotator.transport.outbox import Outbox, OutboxEntry
 from rtc_annotator.transport.peer import LinkClosed, PeerLink
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -56,6 +56,8 @@ class WorkerJob:
     task: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: proto.JobDone | proto.JobFailed | None = None
+    pinned: str | None = None
+    """sha256 of the cached input this job keeps from eviction, until it ends."""
 
     @property
     def job_id(self) -> str:
@@ -166,12 +168,16 @@ class JobServer:
         else:
             try:
                 self.cache.check_accept(inp.size)
+                cached = self.cache.lookup(inp.sha256)
+                if cached is None:
+                    await self.cache.reserve(inp.size, keep=inp.sha256)
             except RtcAnnotatorError as exc:
                 await link.send(proto.JobRejected(job_id=req.job_id, error=exc.envelope()))
                 return
-            cached = self.cache.lookup(inp.sha256)
+            # pinned from now until the job ends: eviction never takes a file a job uses
+            self.cache.pin(inp.sha256)
             job = WorkerJob(req, JobMachine(req.job_id), "cached" if cached else "rtc",
-                            input_path=cached, link=link)
+                            input_path=cached, link=link, pinned=inp.sha256)
             needs = cached is None
         self.jobs[req.job_id] = job
         if needs:
@@ -290,6 +296,9 @@ class JobServer:
         get_logger(__name__, job=job.job_id).info(
             "job finished", ctx={"state": job.machine.state.value, "batches": last,
                                  "code": error.code if error else None})
+        if job.pinned is not None:
+            self.cache.unpin(job.pinned)
+            job.pinned = None
         async with job.lock:
             await self.outbox.finish(job.job_id, final)
             job.final = final
@@ -318,6 +327,17 @@ class JobServer:
             await link.send(msg)
         except LinkClosed:
             job.link = None
+
+    # ------------------------------------------------------------------ disk hygiene
+
+    async def expire_outbox(self, max_age_s: float, *,
+                            now: float | None = None) -> list[OutboxEntry]:
+        """Remove outbox entries of ended jobs nobody reattached to within ``max_age_s``."""
+        active = {job_id for job_id, job in self.jobs.items() if not job.machine.terminal}
+        expired = await asyncio.to_thread(self.outbox.expire, max_age_s, active=active, now=now)
+        for entry in expired:
+            self.jobs.pop(entry.job_id, None)
+        return expired
 
     # ------------------------------------------------------------------ acks and attach
 

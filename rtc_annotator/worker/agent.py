@@ -72,7 +72,8 @@ class WorkerAgent:
         self.server = JobServer(
             storage=settings.storage_config(),
             executor=self.execute,
-            cache=FileCache(cache_dir / "files", max_bytes=settings.worker.max_upload_bytes),
+            cache=FileCache(cache_dir / "files", max_bytes=settings.worker.max_upload_bytes,
+                            cap_bytes=settings.worker.cache_max_bytes),
             outbox=Outbox(cache_dir / "outbox"),
             job_slots=len(self.runner.slots),
         )
@@ -112,12 +113,13 @@ class WorkerAgent:
         self.ready.set()
         self._last_active = loop.time()
         events = asyncio.create_task(self._events())
+        expiry = asyncio.create_task(self._expire_outbox())
         idle_s = float(getattr(self.settings.worker, "idle_exit_s", 0.0) or 0.0)
         idle = asyncio.create_task(self._idle_exit(idle_s)) if idle_s > 0 else None
         try:
             await self._stopping.wait()
         finally:
-            for task in (events, idle):
+            for task in (events, expiry, idle):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -183,6 +185,19 @@ class WorkerAgent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runner.close(grace_s=2.0)
         _log.info("worker stopped", ctx={"name": self.name})
+
+    async def _expire_outbox(self) -> None:
+        """At start and then every hour (or a quarter of the expiry, if shorter)."""
+        max_age_s = self.settings.worker.outbox_expire_days * 86400
+        while True:
+            try:
+                expired = await self.server.expire_outbox(max_age_s)
+            except OSError as exc:
+                _log.warning("outbox expiry failed", ctx={"error": str(exc)})
+            else:
+                if expired:
+                    _log.info("outbox entries expired", ctx={"jobs": len(expired)})
+            await asyncio.sleep(min(3600.0, max_age_s / 4))
 
     # ------------------------------------------------------------------ sessions
 

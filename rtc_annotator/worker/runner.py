@@ -88,6 +88,8 @@ class JobResult:
     """Why it failed (None unless failed)."""
     pipeline: str | None = None
     """The pipeline that failed, if one did."""
+    failures: dict[str, ErrorEnvelope] = field(default_factory=dict)
+    """Every pipeline that failed, with its error (the others of the job still ran)."""
 
 
 class JobHandle:
@@ -106,6 +108,7 @@ class JobHandle:
         self.timings: dict[str, float] = {}
         self.error: ErrorEnvelope | None = None
         self.failed_pipeline: str | None = None
+        self.failures: dict[str, ErrorEnvelope] = {}
         self._runner = runner
         self._status = JobStatus.QUEUED
         self._batches: asyncio.Queue[list[PipelineOutput] | None] = asyncio.Queue()
@@ -145,7 +148,7 @@ class JobHandle:
 
     def result(self) -> JobResult:
         return JobResult(self.job_id, self._status, dict(self.counts), dict(self.timings),
-                         self.error, self.failed_pipeline)
+                         self.error, self.failed_pipeline, dict(self.failures))
 
     async def cancel(self) -> None:
         """Cancel: drop it from the queue, or end its process; returns once it has ended."""
@@ -297,6 +300,9 @@ class JobRunner:
         recv_conn: Connection | None = None
         try:
             handle._set_status(JobStatus.RUNNING)
+            from rtc_annotator.pipelines.models import Catalog
+
+            catalog = await asyncio.to_thread(Catalog.from_settings, self.settings)
             spec = JobSpec(
                 job_id=handle.job_id, video=str(handle.video), pipelines=handle.pipelines,
                 profile=handle.profile, options=handle.options, registry=self.registry.entries,
@@ -304,7 +310,9 @@ class JobRunner:
                 if self.settings.worker.models_dir else None,
                 gpu_index=slot.gpu_index, log_level=logging.getLevelName(
                     logging.getLogger().getEffectiveLevel()),
-                batch_max=self.batch_max, flush_s=self.flush_s,
+                batch_max=self.batch_max, flush_s=self.flush_s, catalog=catalog,
+                cache_dir=str(self.settings.worker.cache_dir / "model-libs"),
+                threads=self.settings.worker.threads_per_job,
             )
             recv_conn, send_conn = self._ctx.Pipe(duplex=False)
             proc = self._ctx.Process(target=child_main, args=(send_conn, spec),
@@ -383,7 +391,12 @@ class JobRunner:
                                                       "seconds": round(float(seconds), 3)})
             elif kind == "failed":
                 _, name, envelope, detail = msg
-                failure = (name, ErrorEnvelope.model_validate(envelope), detail)
+                error = ErrorEnvelope.model_validate(envelope)
+                handle.failures[name] = error
+                handle._log.warning("pipeline failed", ctx={
+                    "pipeline": name, "code": error.code, "message": error.message})
+                if failure is None:  # the job reports its first failure; others still run
+                    failure = (name, error, detail)
             elif kind == "done":
                 handle._child_done = True
 

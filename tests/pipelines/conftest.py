@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,15 @@ def audio_video(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)], check=True)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _thread_env_kept() -> Iterator[None]:
+    """A test that imports ultralytics in this process (it sets OMP_NUM_THREADS=1) must not
+    slow down every job process started after it."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    yield
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = before
