@@ -18,6 +18,7 @@ from rtc_annotator.commands import (
     doctor_cmd,
     jobs_cmd,
     pipelines_cmd,
+    pool_cmd,
     room_cmd,
     spool_cmd,
     storage_cmd,
@@ -52,6 +53,7 @@ worker_cmd.register(app)  # worker
 submit_cmd.register(app)  # submit
 demo_cmd.register(app)  # demo
 doctor_cmd.register(app)  # doctor
+pool_cmd.register(app)  # pool run, pool status
 
 
 def _version(value: bool) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -122,6 +123,11 @@ class WorkerSettings(_Section):
     )
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
+    )
+    idle_exit_s: float = Field(
+        default=0.0, ge=0,
+        description="Exit 0 after this many seconds with no session and no job (0: never); "
+        "`rtc-annotator pool` sets it for the workers it starts on demand.",
     )
     threads_per_job: int | None = Field(
         default=None, ge=1, le=256,
@@ -303,6 +309,68 @@ class StorageSettings(_Section):
         return v
 
 
+class ClusterSettings(_Section):
+    """``[cluster]``: resources of the SLURM / Run:AI job that runs this worker
+    (``worker --render``; flags of the same names override them)."""
+
+    gpus: int | None = Field(
+        default=None, ge=0, le=64,
+        description="GPUs per job; 0 for a CPU-only worker (no --gres); default one per job slot.",
+    )
+    cpus: int = Field(default=4, ge=1, le=1024, description="CPUs per job (--cpus-per-task).")
+    mem: str | None = Field(
+        default=None, pattern=r"^[0-9]+[KMGT]?$",
+        description="Memory per job, e.g. 32G (--mem); default: the partition's default.",
+    )
+    time_limit: str = Field(
+        default="24:00:00", pattern=r"^[0-9][0-9:-]*$",
+        description="Wall-time limit (--time), e.g. 24:00:00 or 2-00:00:00.",
+    )
+    partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._,-]+$",
+                                  description="SLURM partition (--partition).")
+    account: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                                description="SLURM account (--account).")
+    qos: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                            description="SLURM quality of service (--qos).")
+    sbatch_lines: list[str] = Field(
+        default_factory=list,
+        description="Extra #SBATCH options, one per item, e.g. \"--constraint=a100\".",
+    )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Directory (on the cluster) for the job logs; default: sbatch's working "
+        "directory.",
+    )
+
+    @field_validator("sbatch_lines")
+    @classmethod
+    def _check_lines(cls, v: list[str]) -> list[str]:
+        for line in v:
+            if not re.fullmatch(r"--?[A-Za-z][A-Za-z0-9-]*(=[\x21-\x7e]+)?", line):
+                raise ValueError(f"{line!r} is not one sbatch option like \"--constraint=a100\" "
+                                 "(no spaces or control characters)")
+        return v
+
+
+class PoolSettings(_Section):
+    """``[pool]``: `rtc-annotator pool`, SLURM workers that follow the room's queue."""
+
+    templates: list[Path] = Field(
+        default_factory=list,
+        description="Worker config files (on the cluster's shared filesystem) the pool starts "
+        "workers from; the first that can take a queued request is used.",
+    )
+    min_workers: int = Field(default=0, ge=0, le=10_000, description="Workers kept running.")
+    max_workers: int = Field(default=4, ge=0, le=10_000, description="Never more jobs than this.")
+    idle_exit_s: float = Field(
+        default=300.0, gt=0,
+        description="Workers started for queued requests exit after this long without work.",
+    )
+    poll_s: float = Field(default=10.0, gt=0, description="Seconds between two looks.")
+    state_dir: Path = Field(
+        default_factory=lambda: user_data_dir() / "pool",
+        description="Rendered job scripts and status.json (`pool status`).",
+    )
 class ModelSettings(_Section):
     """``[models.<pipeline>.<name>]``: one model this machine holds."""
 
@@ -358,6 +426,8 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ice: IceSettings = Field(default_factory=IceSettings)
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     signaling_server: SignalingServerSettings = Field(default_factory=SignalingServerSettings)
     models: dict[ModelPipeline, dict[str, ModelSettings]] = Field(
         default_factory=dict,
@@ -391,6 +461,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "client": ClientSettings,
     "database": DatabaseSettings,
     "ice": IceSettings,
+    "cluster": ClusterSettings,
+    "pool": PoolSettings,
     "signaling_server": SignalingServerSettings,
     "trust": TrustSettings,
 }

@@ -124,6 +124,7 @@ class Hub:
             "set_policy": (self._set_policy, ("admin",)),
             "drain": (self._drain, ("admin",)),
             "decisions": (self._decisions, ("admin",)),
+            "route_queue": (self._route_queue, ("admin",)),
             "create_room": (self._create_room, ("server",)),
         }
 
@@ -442,7 +443,7 @@ class Hub:
                                  code=Codes.INVALID_MESSAGE, hint="use a fresh request id")
         cands = self._candidates(room)
         never = routing.why_never(cands, req, room.policy, room.name)
-        if never is not None:
+        if never is not None and (req.worker is not None or not room.policy.wait_for_workers):
             self._decide(room.name, p.Decision(
                 at=time.time(), route_id=msg.id, client=conn.identity, outcome="rejected",
                 strict=routing.is_strict(req, room.policy), reason=never, requirements=req))
@@ -467,7 +468,8 @@ class Hub:
         self._decide(room.name, p.Decision(
             at=time.time(), route_id=msg.id, client=conn.identity, outcome="queued",
             strict=routing.is_strict(req, room.policy),
-            reason=choice.reason,
+            reason=choice.reason if never is None
+            else f"{never}; waiting for one (policy wait_for_workers)",
             requirements=req))
         self.metrics.observe_route((time.perf_counter() - started) * 1000)
         self._announce_positions(room.name)
@@ -655,6 +657,15 @@ class Hub:
         rows = list(self.decisions.get(conn.room, ()))[-msg.limit:]
         return {"type": "decisions", "id": msg.id,
                 "decisions": [d.model_dump(mode="json") for d in rows]}
+
+    async def _route_queue(self, conn: Conn, msg: p.RouteQueue) -> Reply:
+        now = time.monotonic()
+        rows = [p.QueuedRequest(route_id=q.route_id, client=q.conn.identity or "?",
+                                position=i, waiting_s=round(now - q.enqueued_at, 3),
+                                requirements=q.req)
+                for i, q in enumerate(self.queues.get(conn.room, []), start=1)]
+        return {"type": "route_queue", "id": msg.id,
+                "queue": [r.model_dump(mode="json") for r in rows]}
 
     async def _create_room(self, conn: Conn, msg: p.CreateRoom) -> Reply:
         room = await self.store.create_room(msg.name)

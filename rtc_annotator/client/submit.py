@@ -377,6 +377,10 @@ async def submit_video(
                     video, pipelines=opts, model_profile=profile, job_id=job_id,
                     transfer=transfer,
                 )
+                if job.error is not None and job.error.code == "WORKER_SHUTDOWN":
+                    # the worker was stopped (scancel, pre-emption, requeue) and gave it back
+                    raise JobInterrupted(f"worker {result.worker} shut down before job "
+                                         f"{job_id} finished")
             except WORKER_LOST as exc:
                 if reroutes_left <= 0:
                     raise

@@ -189,6 +189,9 @@ def policy(
     clear_strict: bool = typer.Option(False, "--clear-strict-backends",
                                       help="Remove all strict backends."),
     max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests per room."),
+    wait_for_workers: bool | None = typer.Option(
+        None, "--wait-for-workers/--no-wait-for-workers",
+        help="Queue requests no online worker could take (for rooms run by `pool`)."),
     server: ServerOption = None,
     token: TokenOption = None,
     config: ConfigOption = None,
@@ -211,6 +214,8 @@ def policy(
             changes["strict_backends"] = sorted(set(base) | set(strict_backend))
         if max_queue is not None:
             changes["max_queue"] = max_queue
+        if wait_for_workers is not None:
+            changes["wait_for_workers"] = wait_for_workers
         if not changes:
             return current
         return dict((await c.request("set_policy", policy={**current, **changes}))["policy"])

@@ -192,6 +192,11 @@ class RoutingPolicy(_Model):
     recent_window_s: float = Field(
         default=600.0, gt=0, description="Window for the 'fewest recent jobs' tie-break."
     )
+    wait_for_workers: bool = Field(
+        default=False,
+        description="Queue a request that no online worker could take (instead of "
+        "NO_MATCHING_WORKER): for rooms whose workers `rtc-annotator pool` starts on demand.",
+    )
 
 
 class Requirements(_Model):
@@ -365,6 +370,13 @@ class Decisions(_Model):
     limit: int = Field(default=50, ge=1, le=1000)
 
 
+class RouteQueue(_Model):
+    """Admin: the room's queued route requests with their requirements, oldest first."""
+
+    type: Literal["route_queue"]
+    id: RequestId
+
+
 class CreateRoom(_Model):
     """Server admin (hello with admin_secret): create a room; answered with its admin token."""
 
@@ -377,14 +389,14 @@ class CreateRoom(_Model):
 Request = Annotated[
     Hello | Register | LoadUpdate | Heartbeat | ListWorkers | Route | CancelRoute | Signal
     | EndSession | IssueToken | RevokeToken | GetPolicy | SetPolicy | Drain | Decisions
-    | CreateRoom,
+    | CreateRoom | RouteQueue,
     Field(discriminator="type"),
 ]
 REQUEST_TYPES: dict[str, type[BaseModel]] = {
     m.model_fields["type"].annotation.__args__[0]: m  # type: ignore[union-attr]
     for m in (Hello, Register, LoadUpdate, Heartbeat, ListWorkers, Route, CancelRoute, Signal,
               EndSession, IssueToken, RevokeToken, GetPolicy, SetPolicy, Drain, Decisions,
-              CreateRoom)
+              CreateRoom, RouteQueue)
 }
 _REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(Request)
 
@@ -414,6 +426,16 @@ class Decision(_Model):
     candidates: int = Field(default=0, description="Workers that could take it now.")
     reason: str = Field(default="", description="Human-readable explanation.")
     requirements: Requirements = Field(default_factory=Requirements)
+
+
+class QueuedRequest(_Model):
+    """One waiting route request, as listed by ``route_queue``."""
+
+    route_id: str = Field(description="Id of the route request.")
+    client: str = Field(description="Requesting peer.")
+    position: int = Field(description="1 for the next one served.")
+    waiting_s: float = Field(description="Seconds since it was queued.")
+    requirements: Requirements
 
 
 class ErrorFrame(ErrorEnvelope):

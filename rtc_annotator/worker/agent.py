@@ -12,7 +12,9 @@
    job) and turn its outputs into envelopes with :class:`EnvelopeBuilder`;
 4. on SIGTERM/SIGINT: leave the signaling server (no new sessions), give running jobs
    ``[worker] shutdown_grace_s`` to finish, cancel the rest (their clients get ``JOB_FAILED``
-   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk.
+   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk;
+5. with ``[worker] idle_exit_s`` set, stop the same way after that long with no session and no
+   job (workers started on demand by ``rtc-annotator pool`` give their node back).
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class WorkerAgent:
         self._links: set[PeerLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
+        self._sessions_open = 0
+        self._last_active = 0.0  # loop time of the last session or job end (idle-exit clock)
+        self.idle_exited = False
         self._stopping = asyncio.Event()
         self._fatal: SignalingError | None = None  # why signaling stopped for good, if it did
         self.ready = asyncio.Event()
@@ -112,15 +117,19 @@ class WorkerAgent:
         for name, reason in self.capabilities.get("unavailable", {}).items():
             _log.info("pipeline unavailable", ctx={"pipeline": name, "reason": reason})
         self.ready.set()
+        self._last_active = loop.time()
         events = asyncio.create_task(self._events())
         expiry = asyncio.create_task(self._expire_outbox())
+        idle_s = float(getattr(self.settings.worker, "idle_exit_s", 0.0) or 0.0)
+        idle = asyncio.create_task(self._idle_exit(idle_s)) if idle_s > 0 else None
         try:
             await self._stopping.wait()
         finally:
-            for task in (events, expiry):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (events, expiry, idle):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -131,6 +140,27 @@ class WorkerAgent:
                 "stopping: no new jobs", ctx={"grace_s": self.settings.worker.shutdown_grace_s}
             )
             self._stopping.set()
+
+    def _busy(self) -> bool:
+        return self._sessions_open > 0 or self._running > 0 or any(
+            j.task is not None and not j.task.done() for j in self.server.jobs.values())
+
+    async def _idle_exit(self, idle_s: float) -> None:
+        """Stop after ``idle_s`` seconds with no session and no job (``[worker] idle_exit_s``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._busy():
+                self._last_active = loop.time()
+                await asyncio.sleep(min(1.0, idle_s))
+                continue
+            idle = loop.time() - self._last_active
+            if idle >= idle_s:
+                _log.info("idle, exiting", ctx={"name": self.name, "idle_s": round(idle, 1),
+                                                "idle_exit_s": idle_s})
+                self.idle_exited = True
+                self.stop()
+                return
+            await asyncio.sleep(min(1.0, idle_s - idle))
 
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -210,6 +240,7 @@ class WorkerAgent:
             }
         )
         link: PeerLink | None = None
+        self._sessions_open += 1
         try:
             link = await PeerLink.connect(
                 signaler, offer=False, role="worker", name=self.name, options=options
@@ -224,6 +255,8 @@ class WorkerAgent:
         except RtcAnnotatorError as exc:
             log.warning("session failed", ctx={"code": exc.code, "error": exc.message})
         finally:
+            self._sessions_open -= 1
+            self._last_active = asyncio.get_running_loop().time()
             if link is not None:
                 self._links.discard(link)
                 await link.close("session over")
@@ -284,6 +317,16 @@ class WorkerAgent:
             error = result.error or ErrorEnvelope(
                 code="CANCELLED", message="job cancelled on the worker"
             )
+            if (not self._stopping.is_set() and error.code == "WORKER_ERROR"
+                    and "ended unexpectedly" in error.message):
+                # SLURM and Kubernetes signal every process of the job at once: a job process
+                # killed together with the worker is a shutdown, not a failure of the job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+            if self._stopping.is_set() and error.code != WorkerShutdown.code:
+                error = ErrorEnvelope(code=WorkerShutdown.code,
+                                      message="the worker shut down before the job finished",
+                                      hint=WorkerShutdown.default_hint)
             log.warning("job failed", ctx={"code": error.code, "pipeline": result.pipeline})
             raise RtcAnnotatorError(error.message, hint=error.hint, code=error.code)
         log.info("job completed", ctx={"artifacts": total})

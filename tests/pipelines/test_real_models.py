@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import toml
+import tomli_w
 
 from tests.real_models import (
     SLIDE_S,
@@ -53,7 +53,7 @@ def annotate(real: SimpleNamespace, video: Path, pipelines: list[str],
     cfg = model_config(models_dir or real.models_dir, real.cache, db)
     cfg.update(extra or {})
     path = real.root / f"{name}.toml"
-    path.write_text(toml.dumps(cfg))
+    path.write_text(tomli_w.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
     env.update(YOLO_OFFLINE="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run(
@@ -198,7 +198,7 @@ def test_a_yolo_file_that_is_not_a_detector(real: SimpleNamespace, tmp_path: Pat
     assert "objects option model" in out
     # `models add` refuses it and records nothing
     cfg = tmp_path / "c.toml"
-    cfg.write_text(toml.dumps({"worker": {"models_dir": str(tmp_path / "md"),
+    cfg.write_text(tomli_w.dumps({"worker": {"models_dir": str(tmp_path / "md"),
                                           "cache_dir": str(tmp_path / "cache")}}))
     (tmp_path / "md").mkdir()
     r = subprocess.run([sys.executable, "-m", "rtc_annotator", "models", "add", str(cls),
@@ -212,7 +212,7 @@ def test_a_yolo_file_that_is_not_a_detector(real: SimpleNamespace, tmp_path: Pat
 
 def test_pipelines_list_json_shows_the_models(real: SimpleNamespace) -> None:
     cfg = real.root / "list.toml"
-    cfg.write_text(toml.dumps(model_config(real.models_dir, real.cache, real.root / "l.db")))
+    cfg.write_text(tomli_w.dumps(model_config(real.models_dir, real.cache, real.root / "l.db")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTC_ANNOTATOR_")}
     r = subprocess.run([sys.executable, "-m", "rtc_annotator", "pipelines", "list", "--json",
                         "--config", str(cfg)], capture_output=True, text=True, timeout=300,

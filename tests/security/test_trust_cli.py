@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-import toml
+import tomli_w
 from typer.testing import CliRunner
 
 from rtc_annotator import trust
@@ -39,7 +39,7 @@ async def test_admin_vouches_for_a_worker_key_that_a_client_then_accepts(tmp_pat
 
     worker_cfg = tmp_path / "worker" / "config.toml"
     worker_cfg.parent.mkdir()
-    worker_cfg.write_text(toml.dumps({"worker": {"name": "gpu1"}}))
+    worker_cfg.write_text(tomli_w.dumps({"worker": {"name": "gpu1"}}))
     code, out, err = _invoke("trust", "show-key", "-c", str(worker_cfg))
     assert code == 0, err
     worker_pub = out.strip()
@@ -68,7 +68,7 @@ async def test_admin_vouches_for_a_worker_key_that_a_client_then_accepts(tmp_pat
 
     client_cfg = tmp_path / "client" / "config.toml"
     client_cfg.parent.mkdir()
-    client_cfg.write_text(toml.dumps({"signaling": {"room": "lab"},
+    client_cfg.write_text(tomli_w.dumps({"signaling": {"room": "lab"},
                                       "trust": {"admin_public_keys": [admin_pub],
                                                 "require_vouched": True}}))
     worker_settings = load_settings(worker_cfg)
@@ -91,7 +91,7 @@ async def test_admin_vouches_for_a_worker_key_that_a_client_then_accepts(tmp_pat
 
 def test_require_vouched_without_admin_keys_is_a_config_error(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
-    cfg.write_text(toml.dumps({"trust": {"require_vouched": True}}))
+    cfg.write_text(tomli_w.dumps({"trust": {"require_vouched": True}}))
     settings = load_settings(cfg)
     try:
         trust.policy(settings, "lab")
