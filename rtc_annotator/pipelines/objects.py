@@ -27,7 +27,7 @@ from rtc_annotator.pipelines.base import (
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import Frame, iter_frames
+from rtc_annotator.pipelines.frames import Frame
 from rtc_annotator.pipelines.profiles import probe_models, resolve_model
 
 SCHEMA_VERSION = 1
@@ -114,6 +114,7 @@ class ObjectsPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("object.detection",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "ultralytics")
     options_model: ClassVar[type[PipelineOptions]] = ObjectsOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
         _offline_env(settings.worker.models_dir)
@@ -142,7 +143,7 @@ class ObjectsPipeline(Pipeline):
                     )
             batch.clear()
 
-        for frame in iter_frames(video, every_ms=options.sample_every_ms):
+        for frame in context.frames(video, every_ms=options.sample_every_ms):
             batch.append(frame)
             if len(batch) >= options.batch:
                 yield from flush()

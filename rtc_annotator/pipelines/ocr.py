@@ -23,7 +23,7 @@ from rtc_annotator.pipelines.base import (
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import iter_frames, open_video
+from rtc_annotator.pipelines.frames import open_video
 from rtc_annotator.pipelines.profiles import probe_models, resolve_model
 
 SCHEMA_VERSION = 1
@@ -110,6 +110,7 @@ class OcrPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("ocr.text",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "easyocr")
     options_model: ClassVar[type[PipelineOptions]] = OcrOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
@@ -133,7 +134,8 @@ class OcrPipeline(Pipeline):
         container.close()
         merger = TextSpanMerger(options.languages)
         last_ms = 0
-        for frame in iter_frames(video, every_ms=options.sample_every_ms, pixel_format="rgb24"):
+        for frame in context.frames(video, every_ms=options.sample_every_ms,
+                                    pixel_format="rgb24"):
             results = reader.readtext(frame.image, detail=1)
             h, w = frame.image.shape[:2]
             items = [i for i in readtext_items(results, w, h)

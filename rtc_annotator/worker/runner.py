@@ -264,7 +264,7 @@ class JobRunner:
     # ------------------------------------------------------------------ internals
 
     def _validate(self, handle: JobHandle, raw: Mapping[str, Any]) -> None:
-        from rtc_annotator.pipelines.base import OptionsError, VideoError
+        from rtc_annotator.pipelines.base import OptionsError, PipelineUnavailable, VideoError
 
         if not handle.pipelines:
             raise OptionsError("no pipelines requested",
@@ -277,7 +277,11 @@ class JobRunner:
             if value is not None and not isinstance(value, Mapping):
                 raise OptionsError(f"options of {key} must be a mapping")
         for name in handle.pipelines:
-            self.registry.get(name).parse_options(handle.options.get(name))
+            try:
+                pipeline = self.registry.get(name)
+            except PipelineUnavailable:
+                continue  # a plugin that does not load: the child fails it alone, others run
+            pipeline.parse_options(handle.options.get(name))
         if not handle.video.is_file():
             raise VideoError(f"video not found: {handle.video.name}",
                              hint="check the path on the worker")
@@ -383,7 +387,13 @@ class JobRunner:
                                                       "seconds": round(float(seconds), 3)})
             elif kind == "failed":
                 _, name, envelope, detail = msg
-                failure = (name, ErrorEnvelope.model_validate(envelope), detail)
+                error = ErrorEnvelope.model_validate(envelope)
+                handle._log.warning("pipeline failed", ctx={"pipeline": name,
+                                                             "code": error.code})
+                if failure is None:  # the job's error is the first; the others keep running
+                    failure = (name, error, detail)
+                else:
+                    handle._log.info("pipeline failure detail\n%s", detail)
             elif kind == "done":
                 handle._child_done = True
 
