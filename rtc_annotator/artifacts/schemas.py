@@ -216,6 +216,7 @@ class SchemaRegistry:
                 return
             if again:
                 plugins.refresh()
+                self._broken.clear()
             for entry in plugins.plugin_entries(plugins.SCHEMAS_GROUP):
                 try:
                     model = _import_target(entry.target)
