@@ -72,13 +72,13 @@ def _run_one(name: str, registry: Registry, video: Path, options_raw: dict[str, 
              context: RunContext, send: Send, batch_max: int, flush_s: float,
              shared: SharedDecoder | None) -> None:
     target = registry.entries.get(name)
+    batch: list[dict[str, Any]] = []
     try:
         pipeline = registry.get(name)
         options = pipeline.parse_options(options_raw)
         send(("started", name))
         started = last_send = time.monotonic()
         count = 0
-        batch: list[dict[str, Any]] = []
         for output in pipeline.run(video, options, context):
             check_output(name, target or "", pipeline, output)
             batch.append(output.to_dict())
@@ -90,11 +90,16 @@ def _run_one(name: str, registry: Registry, video: Path, options_raw: dict[str, 
                 last_send = now
         if batch:
             send(("outputs", name, batch))
+            batch = []
         send(("pipeline_done", name, count, time.monotonic() - started))
-    except RtcAnnotatorError as exc:
-        send(("failed", name, exc.envelope().model_dump(), traceback.format_exc()))
     except Exception as exc:
-        send(("failed", name, internal_error(name, target, exc), traceback.format_exc()))
+        if batch:  # what the pipeline yielded before it failed is a result too
+            send(("outputs", name, batch))
+        if isinstance(exc, RtcAnnotatorError):
+            envelope = exc.envelope().model_dump()
+        else:
+            envelope = internal_error(name, target, exc)
+        send(("failed", name, envelope, traceback.format_exc()))
     finally:
         if shared is not None:
             shared.withdraw()
