@@ -51,7 +51,7 @@ SPEECH = (
     "Next we will look at the plans for the coming winter."
 )
 OBJECTS_EVERY_MS = 480  # = 12 frames at 25 fps, so vid_stride=12 picks the same frames
-OCR_EVERY_MS = 8000
+OCR_EVERY_MS = 12000
 OPTIONS: dict[str, dict[str, Any]] = {
     "objects": {"model": "best.pt", "sample_every_ms": OBJECTS_EVERY_MS},
     "ocr": {"sample_every_ms": OCR_EVERY_MS},
