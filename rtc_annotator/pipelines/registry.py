@@ -10,7 +10,7 @@ installed packages declare in the ``rtc_annotator.pipelines`` entry-point group 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rtc_annotator.config import Settings
 from rtc_annotator.errors import RtcAnnotatorError
@@ -105,8 +105,7 @@ def _probe(pipeline: Pipeline, name: str, target: str, settings: Settings) -> Av
         return Availability(False, f"probe of pipeline {name!r} (plugin from {entry.origin}) "
                                    f"raised {reason} -- {entry.reinstall_hint}")
     note = f"plugin from {entry.origin}"
-    return Availability(avail.ok, f"{avail.reason}; {note}" if avail.reason else note,
-                        avail.profiles)
+    return replace(avail, reason=f"{avail.reason}; {note}" if avail.reason else note)
 
 
 DEFAULT_REGISTRY = Registry()
