@@ -41,6 +41,8 @@ def plugin_pipelines(reserved: Iterable[str]) -> dict[str, str]:
 
 def plugin_origin(target: str) -> plugins.PluginEntry | None:
     """The plugin entry behind a registry target, or None for built-ins and test entries."""
+    if target.startswith("rtc_annotator."):  # a built-in: no need to scan the entry points
+        return None
     return plugins.entry_for_target(plugins.PIPELINES_GROUP, target)
 
 

@@ -110,6 +110,9 @@ def run_pipelines(send: Send, video: Path, pipelines: list[str],
                   context: RunContext, *, batch_max: int = 64, flush_s: float = 0.25) -> None:
     """Run ``pipelines`` concurrently; every outcome goes out through ``send``; never raises
     for a pipeline's failure. ``send`` must be safe to call from several threads."""
+    from rtc_annotator.artifacts.schemas import registry as schemas
+
+    schemas.get("scene", 1)  # import the schemas before any pipeline's clock starts
     frame_based = []
     for name in pipelines:
         try:
