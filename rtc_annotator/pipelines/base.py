@@ -140,11 +140,8 @@ class RunContext:
             return it
         from rtc_annotator.pipelines.frames import iter_frames
 
-        # On a CPU a sampling model's threads take every core: decode between its inferences
-        # rather than beside them (easyocr ran 25% slower with a decoder thread competing).
-        inline = self.device == "cpu" and every_ms is not None
         return iter_frames(video, every_ms=every_ms, max_width=max_width,
-                           pixel_format=pixel_format, prefetch=0 if inline else 8)
+                           pixel_format=pixel_format)
 
 
 class PipelineOptions(BaseModel):

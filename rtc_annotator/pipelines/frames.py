@@ -118,29 +118,6 @@ def _convert(frame: Any, pixel_format: str, size: tuple[int, int]) -> np.ndarray
     return arr
 
 
-def _decoded(container: Any, every_ms: int | None, max_width: int | None,
-             pixel_format: str) -> Iterator[Frame]:
-    """The frames of ``container``'s first video stream, sampled, scaled and converted."""
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    origin = origin_us(container)
-    next_ms = 0
-    size: tuple[int, int] | None = None
-    for frame in container.decode(stream):
-        if frame.pts is None or frame.time_base is None:
-            continue
-        tb = Fraction(frame.time_base.numerator, frame.time_base.denominator)
-        ms = pts_to_ms(frame.pts, tb, origin)
-        if every_ms is not None:
-            if ms < next_ms:
-                continue
-            next_ms = (ms // every_ms + 1) * every_ms
-        if size is None:
-            size = _scaled_size(frame.width, frame.height, max_width)
-        image = _convert(frame, pixel_format, size)
-        yield Frame(ms, int(frame.pts), tb, image, frame.width, frame.height)
-
-
 def iter_frames(
     video: Path,
     *,
@@ -152,35 +129,12 @@ def iter_frames(
     """Yield decoded frames of the first video stream in presentation order.
 
     ``every_ms``: sample the first frame at or after 0, every_ms, 2*every_ms, ... (None: every
-    frame). ``max_width``: scale frames down to at most that width (aspect kept). ``prefetch``:
-    frames a background thread may decode ahead; 0 decodes in the caller's thread, between the
-    caller's own work (what a CPU-bound model wants: see :meth:`RunContext.frames
-    <rtc_annotator.pipelines.base.RunContext.frames>`). Raises :class:`VideoError` for files
-    that cannot be opened or decoded.
+    frame). ``max_width``: scale frames down to at most that width (aspect kept). Raises
+    :class:`VideoError` for files that cannot be opened or decoded.
     """
     if every_ms is not None and every_ms <= 0:
         raise ValueError("every_ms must be positive")
     container = open_video(video)
-    if prefetch <= 0:
-        yield from _inline(video, container, every_ms, max_width, pixel_format)
-    else:
-        yield from _ahead(video, container, every_ms, max_width, pixel_format, prefetch)
-
-
-def _inline(video: Path, container: Any, every_ms: int | None, max_width: int | None,
-            pixel_format: str) -> Iterator[Frame]:
-    try:
-        yield from _decoded(container, every_ms, max_width, pixel_format)
-    except VideoError:
-        raise
-    except Exception as exc:
-        raise VideoError(f"cannot decode {video.name}: {exc}") from None
-    finally:
-        container.close()
-
-
-def _ahead(video: Path, container: Any, every_ms: int | None, max_width: int | None,
-           pixel_format: str, prefetch: int) -> Iterator[Frame]:
     out: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
@@ -195,8 +149,27 @@ def _ahead(video: Path, container: Any, every_ms: int | None, max_width: int | N
 
     def decode() -> None:
         try:
-            for item in _decoded(container, every_ms, max_width, pixel_format):
-                if stop.is_set() or not put(item):
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            origin = origin_us(container)
+            next_ms = 0
+            size: tuple[int, int] | None = None
+            for frame in container.decode(stream):
+                if stop.is_set():
+                    return
+                if frame.pts is None or frame.time_base is None:
+                    continue
+                tb = Fraction(frame.time_base.numerator, frame.time_base.denominator)
+                ms = pts_to_ms(frame.pts, tb, origin)
+                if every_ms is not None:
+                    if ms < next_ms:
+                        continue
+                    next_ms = (ms // every_ms + 1) * every_ms
+                if size is None:
+                    size = _scaled_size(frame.width, frame.height, max_width)
+                image = _convert(frame, pixel_format, size)
+                item = Frame(ms, int(frame.pts), tb, image, frame.width, frame.height)
+                if not put(item):
                     return
             put(_END)
         except Exception as exc:

@@ -98,10 +98,3 @@ def test_decode_errors_reach_every_consumer(not_a_video: Path) -> None:
         assert "notes.mp4" in str(out[key + "-error"])
     with pytest.raises(ValueError):
         decoder.frames(not_a_video, every_ms=0)
-
-
-def test_inline_decoding_gives_the_same_frames(vfr_video: Path) -> None:
-    for kw in ({"every_ms": 500}, {"max_width": 64}):
-        _same(list(iter_frames(vfr_video, prefetch=0, **kw)), list(iter_frames(vfr_video, **kw)))
-    with pytest.raises(VideoError):
-        list(iter_frames(vfr_video.with_name("missing.mp4"), prefetch=0))
