@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# venvs made before the switch to scenedetect-headless hold two OpenCV builds: start clean
 	if $(PIP) show -q opencv-python 2>/dev/null; then $(PIP) uninstall -q -y scenedetect scenedetect-headless opencv-python opencv-python-headless; fi
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PIP) install -q --no-deps -e examples/rtc-brightness  # the example pipeline plugin
 	touch $(STAMP)
 
 models: $(MODELS_STAMP)

@@ -142,6 +142,23 @@ class RunContext:
     which may be read-only)."""
     threads: int | None = None
     """CPU threads the model libraries may use (None: their default)."""
+    frame_source: Any = None
+    """The job's :class:`~rtc_annotator.pipelines.frames.SharedDecoder`, set by the job child
+    when several pipelines decode the same video (None: each decodes on its own)."""
+
+    def frames(self, video: Path, *, every_ms: int | None = None, max_width: int | None = None,
+               pixel_format: str = "bgr24") -> Iterator[Any]:
+        """Decoded frames of ``video`` (see :func:`~rtc_annotator.pipelines.frames.iter_frames`
+        for the arguments), shared with the job's other frame-based pipelines when the job
+        runs several. Pipelines that read frames use this and set ``uses_frames``."""
+        if self.frame_source is not None:
+            it: Iterator[Any] = self.frame_source.frames(
+                video, every_ms=every_ms, max_width=max_width, pixel_format=pixel_format)
+            return it
+        from rtc_annotator.pipelines.frames import iter_frames
+
+        return iter_frames(video, every_ms=every_ms, max_width=max_width,
+                           pixel_format=pixel_format)
 
 
 class PipelineOptions(BaseModel):
@@ -175,6 +192,9 @@ class Pipeline(ABC):
     """Python modules that must import for it to run."""
     options_model: ClassVar[type[PipelineOptions]] = PipelineOptions
     """Pydantic model of its options."""
+    uses_frames: ClassVar[bool] = False
+    """True when run() reads decoded frames through ``context.frames`` (once per run): the
+    job child then decodes the video once for all such pipelines of a job."""
 
     def parse_options(self, raw: Mapping[str, Any] | None) -> PipelineOptions:
         """Validate this pipeline's options; raise :class:`OptionsError` with a hint."""

@@ -30,7 +30,7 @@ from rtc_annotator.pipelines.base import (
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import Frame, iter_frames
+from rtc_annotator.pipelines.frames import Frame
 from rtc_annotator.pipelines.models import ModelEntry, load_failed, model_for, model_option
 from rtc_annotator.pipelines.profiles import probe_models
 
@@ -147,6 +147,7 @@ class ObjectsPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("object.detection",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "ultralytics")
     options_model: ClassVar[type[PipelineOptions]] = ObjectsOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
@@ -184,7 +185,7 @@ class ObjectsPipeline(Pipeline):
                     )
             batch.clear()
 
-        for frame in iter_frames(video, every_ms=options.sample_every_ms):
+        for frame in context.frames(video, every_ms=options.sample_every_ms):
             batch.append(frame)
             if len(batch) >= options.batch:
                 yield from flush()

@@ -27,7 +27,7 @@ from rtc_annotator.pipelines.base import (
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import iter_frames, open_video
+from rtc_annotator.pipelines.frames import open_video
 from rtc_annotator.pipelines.models import load_failed, model_for, model_option
 from rtc_annotator.pipelines.profiles import probe_models
 
@@ -124,6 +124,7 @@ class OcrPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("ocr.text",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "easyocr")
     options_model: ClassVar[type[PipelineOptions]] = OcrOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
@@ -155,7 +156,7 @@ class OcrPipeline(Pipeline):
         merger = TextSpanMerger(languages)
         last_ms = 0
         # easyocr takes arrays as BGR (its grey image is cv2.COLOR_BGR2GRAY of them)
-        for frame in iter_frames(video, every_ms=options.sample_every_ms):
+        for frame in context.frames(video, every_ms=options.sample_every_ms):
             results = reader.readtext(frame.image, detail=1)
             h, w = frame.image.shape[:2]
             items = [i for i in readtext_items(results, w, h)

@@ -1,7 +1,9 @@
 """The job child process: runs a job's pipelines and streams outputs to the parent.
 
 Started by :class:`~rtc_annotator.worker.runner.JobRunner` with the ``spawn`` start method (a
-fresh interpreter: no inherited CUDA context, no inherited locks). Messages to the parent, over
+fresh interpreter: no inherited CUDA context, no inherited locks). The pipelines run side by
+side (:mod:`rtc_annotator.worker.execute`); a failed pipeline does not stop the others, so its
+``failed`` message may be followed by other pipelines' outputs. Messages to the parent, over
 a one-way :func:`multiprocessing.Pipe`, are plain tuples of builtins:
 
 * ``("started", pipeline)``
@@ -23,14 +25,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+import threading
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-
-from rtc_annotator.errors import RtcAnnotatorError
 
 
 @dataclass
@@ -71,12 +71,6 @@ class JobSpec:
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def internal_error(pipeline: str, exc: BaseException) -> dict[str, str]:
-    text = f"{pipeline}: {type(exc).__name__}: {exc}".replace("\n", " ")
-    return {"code": "PIPELINE_ERROR", "message": text[:300],
-            "hint": "see the worker log for this job id"}
-
-
 def child_main(conn: Connection, spec: JobSpec) -> None:
     """Entry point of the job process."""
     os.dup2(2, 1)
@@ -92,6 +86,7 @@ def child_main(conn: Connection, spec: JobSpec) -> None:
     from rtc_annotator import logs
     from rtc_annotator.pipelines.base import RunContext
     from rtc_annotator.pipelines.registry import Registry
+    from rtc_annotator.worker.execute import internal_error, run_pipelines
 
     logs.configure(spec.log_level)
     context = RunContext(
@@ -102,35 +97,19 @@ def child_main(conn: Connection, spec: JobSpec) -> None:
         threads=spec.threads,
     )
     registry = Registry(spec.registry)
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:  # pipelines run in threads; one message on the pipe at a time
+            conn.send(message)
+
     try:
-        for name in spec.pipelines:
-            _run_one(conn, spec, registry, name, context)
-        conn.send(("done",))
+        run_pipelines(send, Path(spec.video), spec.pipelines, spec.options, registry, context,
+                      batch_max=spec.batch_max, flush_s=spec.flush_s)
+        send(("done",))
+    except Exception as exc:  # a bug outside any pipeline: still one failure message
+        send(("failed", "(setup)", internal_error("(setup)", None, exc),
+              traceback.format_exc()))
     finally:
         conn.close()
 
-
-def _run_one(conn: Connection, spec: JobSpec, registry: Any, name: str, context: Any) -> None:
-    """Run one pipeline and stream its outputs; a failure is reported, not raised."""
-    try:
-        pipeline = registry.get(name)
-        options = pipeline.parse_options(spec.options.get(name))
-        conn.send(("started", name))
-        started = last_send = time.monotonic()
-        count = 0
-        batch: list[dict[str, Any]] = []
-        for output in pipeline.run(Path(spec.video), options, context):
-            batch.append(output.to_dict())
-            count += 1
-            now = time.monotonic()
-            if len(batch) >= spec.batch_max or now - last_send >= spec.flush_s:
-                conn.send(("outputs", name, batch))
-                batch = []
-                last_send = now
-        if batch:
-            conn.send(("outputs", name, batch))
-        conn.send(("pipeline_done", name, count, time.monotonic() - started))
-    except RtcAnnotatorError as exc:
-        conn.send(("failed", name, exc.envelope().model_dump(), traceback.format_exc()))
-    except Exception as exc:
-        conn.send(("failed", name, internal_error(name, exc), traceback.format_exc()))

@@ -267,7 +267,7 @@ class JobRunner:
     # ------------------------------------------------------------------ internals
 
     def _validate(self, handle: JobHandle, raw: Mapping[str, Any]) -> None:
-        from rtc_annotator.pipelines.base import OptionsError, VideoError
+        from rtc_annotator.pipelines.base import OptionsError, PipelineUnavailable, VideoError
 
         if not handle.pipelines:
             raise OptionsError("no pipelines requested",
@@ -280,7 +280,11 @@ class JobRunner:
             if value is not None and not isinstance(value, Mapping):
                 raise OptionsError(f"options of {key} must be a mapping")
         for name in handle.pipelines:
-            self.registry.get(name).parse_options(handle.options.get(name))
+            try:
+                pipeline = self.registry.get(name)
+            except PipelineUnavailable:
+                continue  # a plugin that does not load: the child fails it alone, others run
+            pipeline.parse_options(handle.options.get(name))
         if not handle.video.is_file():
             raise VideoError(f"video not found: {handle.video.name}",
                              hint="check the path on the worker")
@@ -397,6 +401,8 @@ class JobRunner:
                     "pipeline": name, "code": error.code, "message": error.message})
                 if failure is None:  # the job reports its first failure; others still run
                     failure = (name, error, detail)
+                else:
+                    handle._log.info("pipeline failure detail\n%s", detail)
             elif kind == "done":
                 handle._child_done = True
 
@@ -414,26 +420,15 @@ class JobRunner:
 
 
 async def _wait_exit(proc: BaseProcess, limit_s: float | None) -> bool:
-    """Wait (without blocking the loop) until ``proc`` has exited and been reaped."""
-    if not proc.is_alive():
-        return True
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
+    """Wait (without blocking the loop) until ``proc`` has exited and been reaped.
 
-    def on_exit() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(proc.sentinel, on_exit)
-    try:
-        await asyncio.wait_for(gone, limit_s)
-    except TimeoutError:
-        return not proc.is_alive()
-    finally:
-        loop.remove_reader(proc.sentinel)
-    # the sentinel closes while the process exits, a moment before it can be reaped
-    for _ in range(1000):
-        if not proc.is_alive():
-            return True
-        await asyncio.sleep(0.002)
-    return not proc.is_alive()
+    Polls ``is_alive()`` (a non-blocking waitpid) every 5 ms rather than watching the process
+    sentinel: a cancel and the job's own end may wait on the same process at once, and two
+    readers on one file descriptor replace each other, leaving one waiter to its timeout.
+    """
+    deadline = None if limit_s is None else time.monotonic() + limit_s
+    while proc.is_alive():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
