@@ -31,15 +31,16 @@ The comparison costs about 0.2 ms per 640x360 frame on this development machine'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
 from rtc_annotator.pipelines.base import OptionsError
 
 Decision = Literal["skip", "band", "full"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -182,3 +183,37 @@ class ChangeGate:
         top = max(0, int(np.floor(top_f * height)))
         bottom = min(height, int(np.ceil(bottom_f * height)))
         return Verdict("band", top, bottom, count)
+
+
+class GatedReader(Generic[T]):
+    """Wrap a model's read of one frame with a :class:`ChangeGate`.
+
+    ``read(image, top)`` runs the model on ``image`` (the whole frame, or the band starting at
+    pixel row ``top``) and returns items; ``extent(item)`` gives an item's vertical extent as
+    fractions of the frame height. :meth:`items` returns what the frame holds: the last items
+    again when it is skipped, the band's new items plus the earlier items outside the band, or
+    a fresh full read. Without a gate every frame is read whole.
+    """
+
+    def __init__(self, read: Callable[[np.ndarray, int], list[T]],
+                 extent: Callable[[T], tuple[float, float]],
+                 gate: ChangeGate | None = None) -> None:
+        self.read = read
+        self.extent = extent
+        self.gate = gate
+        self.current: list[T] = []
+
+    def items(self, image: np.ndarray, pts_ms: int) -> list[T]:
+        if self.gate is None:
+            self.current = self.read(image, 0)
+            return self.current
+        verdict = self.gate.decide(image, pts_ms, [self.extent(i) for i in self.current])
+        if verdict.decision == "full":
+            self.current = self.read(image, 0)
+        elif verdict.decision == "band":
+            h = image.shape[0]
+            top_f, bottom_f = verdict.top / h, verdict.bottom / h
+            kept = [i for i in self.current
+                    if self.extent(i)[1] <= top_f or self.extent(i)[0] >= bottom_f]
+            self.current = kept + self.read(image[verdict.top:verdict.bottom], verdict.top)
+        return self.current

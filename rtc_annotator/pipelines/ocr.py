@@ -1,5 +1,11 @@
 """``ocr`` pipeline: easyocr on sampled frames; identical text on consecutive samples merged.
 
+A change gate (:mod:`rtc_annotator.pipelines.gate`, on by default) reads a sampled frame only
+where its picture changed since the last frame read: unchanged frames keep the current text
+spans open without a model call, a frame where only some rows changed (a page number, a moving
+inset) has just that band read. Spans are as exact as without the gate: a change is seen on the
+first sample after it, as a read would see it.
+
 The reader loads its detector and recognizer from ``<models_dir>/easyocr`` with
 ``download_enabled=False``. :class:`TextSpanMerger` turns per-sample detections into spans: a
 text seen on consecutive samples is one ``ocr.text`` artifact from the first sample it appeared
@@ -16,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from rtc_annotator.config import Settings
+from rtc_annotator.logs import get_logger
 from rtc_annotator.pipelines.base import (
     Availability,
     Pipeline,
@@ -24,9 +31,11 @@ from rtc_annotator.pipelines.base import (
     RunContext,
 )
 from rtc_annotator.pipelines.frames import iter_frames, open_video
+from rtc_annotator.pipelines.gate import ChangeGate, GatedReader, GateSettings
 from rtc_annotator.pipelines.profiles import probe_models, resolve_model
 
 SCHEMA_VERSION = 1
+_log = get_logger(__name__)
 
 
 class OcrOptions(PipelineOptions):
@@ -35,6 +44,22 @@ class OcrOptions(PipelineOptions):
     sample_every_ms: int = Field(default=1000, ge=1, description="One frame per this many ms.")
     languages: list[str] = Field(default_factory=lambda: ["en"], description="easyocr languages.")
     min_confidence: float = Field(default=0.3, ge=0, le=1, description="Drop weaker text.")
+    gate: bool = Field(
+        default=True, description="Read a sampled frame only where the picture changed since "
+        "the last frame read (off: read every sample whole).")
+    gate_threshold: float = Field(
+        default=4.0, gt=0, lt=255, description="Grey-level change (mean of a cell of the "
+        "160-wide grey frame) that counts as a change.")
+    gate_bands: bool = Field(
+        default=True, description="Read only the changed rows when the change is small.")
+    gate_max_skip_ms: int = Field(
+        default=0, ge=0, description="Force a whole read after this long without one (0: never).")
+
+    def gate_settings(self) -> GateSettings | None:
+        if not self.gate:
+            return None
+        return GateSettings(threshold=self.gate_threshold, bands=self.gate_bands,
+                            max_skip_ms=self.gate_max_skip_ms)
 
 
 @dataclass
@@ -46,19 +71,27 @@ class TextItem:
     polygon: list[list[float]]
 
 
-def readtext_items(results: Iterable[Any], width: int, height: int) -> list[TextItem]:
-    """Convert easyocr ``readtext`` output ``[(box, text, conf), ...]`` (pixel corners)."""
+def readtext_items(results: Iterable[Any], width: int, height: int,
+                   top: int = 0) -> list[TextItem]:
+    """Convert easyocr ``readtext`` output ``[(box, text, conf), ...]`` (pixel corners) of a
+    frame ``width`` x ``height``, or of its band starting at pixel row ``top``."""
     items = []
     for box, text, conf in results:
         clean = " ".join(str(text).split())
         if not clean:
             continue
         polygon = [
-            [min(1.0, max(0.0, float(x) / width)), min(1.0, max(0.0, float(y) / height))]
+            [min(1.0, max(0.0, float(x) / width)), min(1.0, max(0.0, (float(y) + top) / height))]
             for x, y in box
         ]
         items.append(TextItem(clean, min(1.0, max(0.0, float(conf))), polygon))
     return items
+
+
+def vertical_extent(item: TextItem) -> tuple[float, float]:
+    """Top and bottom of an item's polygon, as fractions of the frame height."""
+    ys = [p[1] for p in item.polygon]
+    return (min(ys), max(ys)) if ys else (0.0, 0.0)
 
 
 @dataclass
@@ -132,12 +165,23 @@ class OcrPipeline(Pipeline):
         duration_ms = round(container.duration / 1000) if container.duration else 0
         container.close()
         merger = TextSpanMerger(options.languages)
+        settings = options.gate_settings()
+        gate = ChangeGate(settings) if settings is not None else None
+        size: list[int] = [0, 0]
+
+        def read(image: Any, top: int) -> list[TextItem]:
+            results = reader.readtext(image, detail=1)
+            return [i for i in readtext_items(results, size[0], size[1], top)
+                    if i.confidence >= options.min_confidence]
+
+        gated = GatedReader(read, vertical_extent, gate)
         last_ms = 0
         for frame in iter_frames(video, every_ms=options.sample_every_ms, pixel_format="rgb24"):
-            results = reader.readtext(frame.image, detail=1)
-            h, w = frame.image.shape[:2]
-            items = [i for i in readtext_items(results, w, h)
-                     if i.confidence >= options.min_confidence]
+            size[1], size[0] = frame.image.shape[:2]
+            items = gated.items(frame.image, frame.pts_ms)
             yield from merger.sample(frame.pts_ms, items)
             last_ms = frame.pts_ms
         yield from merger.finish(max(duration_ms, last_ms))
+        if gate is not None:
+            context.extra["gate"] = gate.stats.as_dict()
+            _log.info("ocr gate", ctx=gate.stats.as_dict())
