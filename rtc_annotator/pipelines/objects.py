@@ -28,6 +28,7 @@ from rtc_annotator.pipelines.base import (
     RunContext,
 )
 from rtc_annotator.pipelines.frames import Frame, iter_frames
+from rtc_annotator.pipelines.gate import ChangeGate, GateSettings
 from rtc_annotator.pipelines.profiles import probe_models, resolve_model
 
 SCHEMA_VERSION = 1
@@ -43,6 +44,13 @@ class ObjectsOptions(PipelineOptions):
     iou: float = Field(default=0.7, gt=0, le=1, description="NMS IoU threshold.")
     imgsz: int = Field(default=640, ge=32, le=4096, description="Inference image size.")
     track: bool = Field(default=False, description="Track objects across samples (track_id).")
+    gate: bool = Field(
+        default=False, description="Still content (slides, a fixed camera on an empty room): "
+        "run the model only on samples whose picture changed; the others repeat the last "
+        "detections. Off by default: in moving video nearly every sample changes, so the gate "
+        "would only add its comparisons.")
+    gate_threshold: float = Field(
+        default=4.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
     model: str | None = Field(
         default=None,
         description="Weights file in <models_dir>/ultralytics, or a packaged *.yaml (random "
@@ -129,22 +137,41 @@ class ObjectsPipeline(Pipeline):
                   "device": "0" if context.device == "cuda" else "cpu", "half": half,
                   "verbose": False}
         batch: list[Frame] = []
+        # (frame, read?) in order: a frame the gate skipped repeats the last read's detections
+        order: list[tuple[Frame, bool]] = []
+        gate = ChangeGate(GateSettings(threshold=options.gate_threshold, bands=False)) \
+            if options.gate else None
+        last: list[dict[str, Any]] = []
 
         def flush() -> Iterator[PipelineOutput]:
+            nonlocal last
             if options.track:
                 results = [model.track(f.image, persist=True, **kwargs)[0] for f in batch]
             else:
-                results = model.predict([f.image for f in batch], **kwargs)
-            for frame, result in zip(batch, results, strict=True):
-                for payload in result_payloads(result, frame.pts_ms):
+                results = model.predict([f.image for f in batch], **kwargs) if batch else []
+            read = iter(results)
+            for frame, was_read in order:
+                if was_read:
+                    last = result_payloads(next(read), frame.pts_ms)
+                    payloads = last
+                else:
+                    payloads = [{**p, "frame_pts_ms": frame.pts_ms} for p in last]
+                for payload in payloads:
                     yield PipelineOutput(
                         "object.detection", SCHEMA_VERSION, frame.pts_ms, frame.pts_ms, payload
                     )
             batch.clear()
+            order.clear()
 
         for frame in iter_frames(video, every_ms=options.sample_every_ms):
-            batch.append(frame)
+            if gate is not None and gate.decide(frame.image, frame.pts_ms).decision == "skip":
+                order.append((frame, False))
+            else:
+                batch.append(frame)
+                order.append((frame, True))
             if len(batch) >= options.batch:
                 yield from flush()
-        if batch:
+        if order:
             yield from flush()
+        if gate is not None:
+            context.extra["gate"] = gate.stats.as_dict()
