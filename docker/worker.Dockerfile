@@ -30,7 +30,7 @@ RUN apt-get update \
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch torchvision
 
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY rtc_annotator ./rtc_annotator
 COPY signaling ./signaling
 RUN pip install ".[${EXTRAS}]" && rm -rf /src

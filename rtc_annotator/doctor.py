@@ -1,8 +1,9 @@
 """`rtc-annotator doctor`: check that this machine and its configuration can do their job.
 
 Every check returns a :class:`Check` ``{name, status, detail, fix}`` with status ``ok``, ``warn``
-or ``fail``; :func:`exit_code` folds a list of them into 0 (all ok), 1 (warnings) or 2 (a
-failure). Checks that only look at values (:func:`check_python`, :func:`check_packages`,
+or ``fail``; :func:`exit_code` folds a list of them into 0 (no failure; warnings allowed) or 1
+(a check failed), the exit codes every command uses. Checks that only look at values
+(:func:`check_python`, :func:`check_packages`,
 :func:`check_gpus`, :func:`check_pipelines`) are plain functions over their inputs; checks that
 must touch the outside (storage, database, signaling, ICE) take what they need as arguments
 and a timeout, and never contact anything that is not configured: with the default (empty)
@@ -62,11 +63,9 @@ class Check:
 
 
 def exit_code(checks: Iterable[Check]) -> int:
-    """0 when every check is ok, 1 when the worst is a warning, 2 when one failed."""
-    worst = 0
-    for c in checks:
-        worst = max(worst, {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2}[c.status])
-    return worst
+    """0 when no check failed (warnings allowed), 1 when one did: the documented exit codes of
+    every command (2 stays for usage and configuration errors)."""
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
 
 
 # --------------------------------------------------------------------------- versions

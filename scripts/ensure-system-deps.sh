@@ -9,10 +9,15 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
-# extra arguments: "package" or "package:command" when the command is named otherwise
+# extra arguments: "package" or "package:command" when the command is named otherwise,
+# or "package:/absolute/file" for a package without a command (a font)
 for extra in "$@"; do
   pkg=${extra%%:*}; cmd=${extra#*:}
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  if [[ $cmd == /* ]]; then
+    [ -e "$cmd" ] || need+=("$pkg")
+  else
+    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  fi
 done
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -43,12 +43,15 @@ MESSAGES: tuple[tuple[type[BaseModel], str], ...] = (
     (peer.JobFailed, "worker -> client"),
     (peer.Cancel, "client -> worker"),
     (peer.Attach, "client -> worker"),
+    (peer.JobMoved, "worker -> client"),
+    (peer.AuthChallenge, "both"),
+    (peer.AuthProof, "both"),
     (peer.Ping, "both"),
     (peer.Pong, "both"),
     (peer.Error, "both"),
 )
 NESTED: tuple[type[BaseModel], ...] = (
-    peer.SharedInput, peer.RtcInput, ErrorEnvelope, peer.PipelineStats,
+    peer.SharedInput, peer.RtcInput, ErrorEnvelope, peer.PipelineStats, peer.GateSummary,
 )
 
 

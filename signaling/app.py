@@ -3,6 +3,10 @@
 This layer only moves bytes: every frame goes to :class:`signaling.hub.Hub`, every outgoing
 frame comes from a per-connection outbox drained by one writer task (so a slow peer never
 blocks the hub, and frames to one peer keep their order).
+
+Every TCP connection must deliver a whole HTTP request (headers included: the websocket upgrade)
+within ``handshake_timeout_s`` of being accepted, or it is closed (:class:`HandshakeGuard`);
+aiohttp itself has no such limit before the first request.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import ssl
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import RequestHandler
 
 from rtc_annotator.logs import get_logger
 from signaling.config import ServerConfig
@@ -24,6 +29,45 @@ log = get_logger(__name__)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 TASKS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("ws_tasks")
 _CLOSE = object()
+
+
+class HandshakeGuard:
+    """Protocol factory around aiohttp's: a connection whose first request has not reached a
+    handler within ``timeout_s`` of its accept is closed (slow or stalled HTTP handshakes)."""
+
+    def __init__(self, inner: Any, timeout_s: float) -> None:
+        """``inner``: aiohttp's protocol factory (``AppRunner.server``), may be set later."""
+        self.inner = inner
+        self.timeout_s = timeout_s
+        self._arrived: set[RequestHandler] = set()
+        self.closed = 0
+        """Connections closed for a slow handshake (for tests and logs)."""
+
+    def __call__(self) -> RequestHandler:
+        proto: RequestHandler = self.inner()
+        asyncio.get_running_loop().call_later(self.timeout_s, self._check, proto)
+        return proto
+
+    def arrived(self, proto: Any) -> None:
+        """A request of this connection reached a handler."""
+        if isinstance(proto, RequestHandler):
+            self._arrived.add(proto)
+
+    def _check(self, proto: RequestHandler) -> None:
+        if proto in self._arrived:
+            self._arrived.discard(proto)
+            return
+        transport = proto.transport
+        if transport is None or transport.is_closing():
+            return
+        peer = transport.get_extra_info("peername")
+        log.warning("http handshake too slow, closing",
+                    ctx={"remote": peer[0] if peer else "?", "timeout_s": self.timeout_s})
+        self.closed += 1
+        transport.abort()
+
+
+GUARD_KEY: web.AppKey[HandshakeGuard] = web.AppKey("handshake_guard", HandshakeGuard)
 
 
 async def _ws_handler(request: web.Request) -> web.StreamResponse:
@@ -102,9 +146,20 @@ async def _metrics(request: web.Request) -> web.Response:
                         headers={"X-Prometheus-Format": "0.0.4"})
 
 
-def make_app(hub: Hub) -> web.Application:
-    app = web.Application()
+@web.middleware
+async def _handshake_arrived(request: web.Request, handler: Any) -> web.StreamResponse:
+    guard = request.app.get(GUARD_KEY)
+    if guard is not None:
+        guard.arrived(request.protocol)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def make_app(hub: Hub, guard: HandshakeGuard | None = None) -> web.Application:
+    app = web.Application(middlewares=[_handshake_arrived])
     app[HUB_KEY] = hub
+    if guard is not None:
+        app[GUARD_KEY] = guard
     app[TASKS_KEY] = set()
     app.router.add_get("/ws", _ws_handler)
     app.router.add_get("/healthz", _healthz)
@@ -120,8 +175,10 @@ class SignalingServer:
         self.store = RoomStore(config.state_path)
         self.hub = Hub(config, self.store)
         self.port: int = config.port
-        self.app = make_app(self.hub)
+        self.guard = HandshakeGuard(None, config.handshake_timeout_s)
+        self.app = make_app(self.hub, self.guard)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -144,9 +201,11 @@ class SignalingServer:
         self._runner = web.AppRunner(self.app, access_log=None,
                                      handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ctx)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self.guard.inner = self._runner.server
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self.guard, self.config.host, self.config.port,
+                                                  ssl=ctx, backlog=128)
+        self.port = int(self._listener.sockets[0].getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
         log.info("signaling server listening", ctx={"url": self.url})
 
@@ -169,6 +228,8 @@ class SignalingServer:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()

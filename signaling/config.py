@@ -31,6 +31,9 @@ class ServerConfig:
     """How often liveness and grace periods are checked."""
     hello_timeout_s: float = 10.0
     """A connection that has not authenticated by then is closed."""
+    handshake_timeout_s: float = 10.0
+    """A TCP connection whose HTTP request (the websocket upgrade) has not arrived whole by then
+    is closed: a client sending its headers byte by byte cannot hold a connection open."""
     max_frame_bytes: int = MAX_FRAME_BYTES
     """Largest accepted frame."""
     rate_per_s: float = 50.0

@@ -124,6 +124,7 @@ class Hub:
             "set_policy": (self._set_policy, ("admin",)),
             "drain": (self._drain, ("admin",)),
             "decisions": (self._decisions, ("admin",)),
+            "route_queue": (self._route_queue, ("admin",)),
             "create_room": (self._create_room, ("server",)),
         }
 
@@ -272,7 +273,7 @@ class Hub:
             if not secrets.compare_digest(msg.admin_secret.encode(),
                                           self.config.admin_secret.encode()):
                 raise SignalingError("wrong admin secret", code=Codes.BAD_ADMIN_SECRET,
-                                     hint="use the --admin-secret the server was started with")
+                                     hint="use the server's $SIGNALING_ADMIN_SECRET")
             conn.role, conn.identity = "server", f"server:{conn.id}"
             conn.set_state(ConnState.AUTHENTICATED)
             return {"type": "welcome", "id": msg.id, "role": "server", "room": None,
@@ -431,7 +432,7 @@ class Hub:
         room = self.store.rooms[conn.room]
         req = p.Requirements(pipelines=msg.pipelines, required_storage=msg.required_storage,
                              min_gpu_memory_mb=msg.min_gpu_memory_mb, strict=msg.strict,
-                             worker=msg.worker, exclude=msg.exclude)
+                             worker=msg.worker, exclude=msg.exclude, models=msg.models)
         assert conn.identity is not None
         for s in self.sessions.of(room.name, conn.identity):
             if s.route_id == msg.id and s.client == conn.identity and s.routed is not None:
@@ -442,7 +443,7 @@ class Hub:
                                  code=Codes.INVALID_MESSAGE, hint="use a fresh request id")
         cands = self._candidates(room)
         never = routing.why_never(cands, req, room.policy, room.name)
-        if never is not None:
+        if never is not None and (req.worker is not None or not room.policy.wait_for_workers):
             self._decide(room.name, p.Decision(
                 at=time.time(), route_id=msg.id, client=conn.identity, outcome="rejected",
                 strict=routing.is_strict(req, room.policy), reason=never, requirements=req))
@@ -467,7 +468,8 @@ class Hub:
         self._decide(room.name, p.Decision(
             at=time.time(), route_id=msg.id, client=conn.identity, outcome="queued",
             strict=routing.is_strict(req, room.policy),
-            reason=choice.reason,
+            reason=choice.reason if never is None
+            else f"{never}; waiting for one (policy wait_for_workers)",
             requirements=req))
         self.metrics.observe_route((time.perf_counter() - started) * 1000)
         self._announce_positions(room.name)
@@ -499,6 +501,7 @@ class Hub:
                                 "worker": entry.name, "session": session.id})
         entry.conn.send({
             "type": "session_started", "session_id": session.id, "client": conn.identity,
+            "client_token": conn.claims.jti if conn.claims is not None else None,
             "requirements": req.model_dump(mode="json"),
             "ice_servers": self.config.ice.servers_for(f"worker-{entry.name}")})
         session.routed = {"type": "routed", "id": route_id, "session_id": session.id,
@@ -654,6 +657,15 @@ class Hub:
         rows = list(self.decisions.get(conn.room, ()))[-msg.limit:]
         return {"type": "decisions", "id": msg.id,
                 "decisions": [d.model_dump(mode="json") for d in rows]}
+
+    async def _route_queue(self, conn: Conn, msg: p.RouteQueue) -> Reply:
+        now = time.monotonic()
+        rows = [p.QueuedRequest(route_id=q.route_id, client=q.conn.identity or "?",
+                                position=i, waiting_s=round(now - q.enqueued_at, 3),
+                                requirements=q.req)
+                for i, q in enumerate(self.queues.get(conn.room, []), start=1)]
+        return {"type": "route_queue", "id": msg.id,
+                "queue": [r.model_dump(mode="json") for r in rows]}
 
     async def _create_room(self, conn: Conn, msg: p.CreateRoom) -> Reply:
         room = await self.store.create_room(msg.name)

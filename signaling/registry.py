@@ -34,6 +34,8 @@ class WorkerEntry:
     pipelines: frozenset[str] = frozenset()
     backends: frozenset[str] = frozenset()
     gpu_memory_mb: int = 0
+    models: frozenset[str] = frozenset()
+    """``pipeline/name`` of the models it holds."""
     free_slots: int = 0
     """job_slots - max(load, sessions); kept current by :meth:`refresh` (routing reads it)."""
 
@@ -42,6 +44,7 @@ class WorkerEntry:
         self.pipelines = frozenset(self.caps.pipelines)
         self.backends = frozenset(self.caps.backend_names())
         self.gpu_memory_mb = self.caps.max_gpu_memory_mb()
+        self.models = frozenset(self.caps.model_keys())
         self.refresh()
 
     def refresh(self) -> None:

@@ -2,8 +2,9 @@
 
 Order (the room's policy decides only how strict storage is):
 
-1. hard filters: online, not excluded, not draining, offers every pipeline, largest GPU >= min
-   memory, a free slot; with a strict storage requirement also: mounts ``required_storage``;
+1. hard filters: online, not excluded, not draining, offers every pipeline, holds every model
+   the job names, largest GPU >= min memory, a free slot; with a strict storage requirement
+   also: mounts ``required_storage``;
    a request naming a ``worker`` (reattach) goes to that worker only, whatever its slots;
 2. then prefer workers that mount ``required_storage``;
 3. then most free slots, then most GPU memory, then fewest recent jobs, then name.
@@ -37,6 +38,8 @@ class CandidateLike(Protocol):
     def recent_jobs(self) -> int: ...
     @property
     def draining(self) -> bool: ...
+    @property
+    def models(self) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Candidate:
     free_slots: int
     recent_jobs: int
     draining: bool = False
+    models: frozenset[str] = frozenset()
+    """``pipeline/name`` of the models it holds."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ def capable(c: CandidateLike, req: Requirements, strict: bool) -> bool:
         return False
     if not set(req.pipelines) <= c.pipelines:
         return False
+    if req.models and not req.model_keys() <= c.models:
+        return False
     if req.min_gpu_memory_mb and c.gpu_memory_mb < req.min_gpu_memory_mb:
         return False
     return not (strict and req.required_storage not in c.backends)
@@ -93,6 +100,7 @@ def choose(workers: Iterable[CandidateLike], req: Requirements, policy: RoutingP
     need = frozenset(req.pipelines)
     store = req.required_storage
     mem = req.min_gpu_memory_mb
+    models = req.model_keys()
     best: CandidateLike | None = None
     best_key: tuple[int, int, int, int, str] | None = None
     count = 0
@@ -108,6 +116,8 @@ def choose(workers: Iterable[CandidateLike], req: Requirements, policy: RoutingP
             continue
         free = c.free_slots
         if free <= 0 or c.draining or c.gpu_memory_mb < mem or not need <= c.pipelines:
+            continue
+        if models and not models <= c.models:
             continue
         has = store is not None and store in c.backends
         if strict and not has:
@@ -152,6 +162,18 @@ def why_never(workers: Sequence[CandidateLike], req: Requirements, policy: Routi
     if not pool:
         return (f"no single worker in room {room!r} offers all of "
                 f"{', '.join(req.pipelines)}")
+    for pipeline, model in req.models.items():
+        key = f"{pipeline}/{model}"
+        if not any(key in c.models for c in pool):
+            held = sorted({m.split("/", 1)[1] for c in pool for m in c.models
+                           if m.startswith(pipeline + "/")})
+            return (f"no worker in room {room!r} with those pipelines holds model {model!r} for "
+                    f"{pipeline} (held: {', '.join(held) or 'none'}); add it on a worker with "
+                    f"`rtc-annotator models add PATH --pipeline {pipeline} --name {model}`")
+    pool = [c for c in pool if req.model_keys() <= c.models]
+    if not pool:
+        return (f"no single worker in room {room!r} holds all of the models "
+                f"{', '.join(sorted(req.model_keys()))}")
     if strict:
         pool = [c for c in pool if req.required_storage in c.backends]
         if not pool:

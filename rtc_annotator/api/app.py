@@ -1,19 +1,31 @@
 """The HTTP API over the store (aiohttp). Routes are listed in :mod:`rtc_annotator.api.openapi`.
 
-``make_app(store)`` builds the application; ``serve(url, host, port)`` opens the store and runs
-it. User input only reaches the store as typed, validated values.
+``make_app(store, settings=...)`` builds the application: the store routes, the video media
+route, the jobs routes (``serve`` acting as the client) and the room dashboard routes, plus the
+web app's static files at ``/`` (see docs/webapp.md). ``run_server(settings, host, port)`` opens
+the store and runs it. User input only reaches the store as typed, validated values.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import mimetypes
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from rtc_annotator.api.errors import BadRequest, error_middleware
+from rtc_annotator.api import room
+from rtc_annotator.api.errors import BadRequest, error_middleware, error_response
+from rtc_annotator.api.jobs import JobManager, parse_job_request
+from rtc_annotator.api.media import MediaLocator
 from rtc_annotator.api.openapi import openapi_document
+from rtc_annotator.api.security import COOKIE, safe_headers, security_middleware, session_value
+from rtc_annotator.config import Settings
 from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.exporters import FORMATS, export
 from rtc_annotator.query import artifact_type_for, find, jump
@@ -21,7 +33,12 @@ from rtc_annotator.store import Selection, Store
 from rtc_annotator.store.repository import check_asset_id
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
+JOBS: web.AppKey[JobManager] = web.AppKey("jobs", JobManager)
+MEDIA: web.AppKey[MediaLocator] = web.AppKey("media", MediaLocator)
+TOKEN: web.AppKey[str] = web.AppKey("token", str)
 MAX_LIMIT = 10_000
+REGISTRY_POLL_S = 2.0
+WEB_DIR = Path(str(resources.files("rtc_annotator") / "web"))
 
 
 class NoMatch(RtcAnnotatorError):
@@ -219,6 +236,103 @@ async def export_handler(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def media(request: web.Request) -> web.StreamResponse:
+    store, asset = _store(request), _asset(request)
+    info = await store.get_asset(asset)
+    path = await request.app[MEDIA].find(asset, info.get("size_bytes"))
+    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.FileResponse(path, headers={"Content-Type": ctype})
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("body must be JSON") from None
+
+
+def _jobs(request: web.Request) -> JobManager:
+    manager = request.app.get(JOBS)
+    if manager is None:
+        raise RtcAnnotatorError("this server runs no jobs", code="NOT_CONFIGURED",
+                                hint="start it with `rtc-annotator serve` and a client config")
+    return manager
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    return web.json_response({"jobs": await _jobs(request).list()})
+
+
+async def post_job(request: web.Request) -> web.Response:
+    manager = _jobs(request)
+    job = await manager.submit(parse_job_request(await _json_body(request)))
+    return web.json_response({"job": job}, status=202)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return web.json_response({"job": await _jobs(request).get(request.match_info["job_id"])})
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"job": await _jobs(request).cancel(request.match_info["job_id"])})
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``job`` event per change (all jobs first, then live).
+
+    Jobs this server runs are pushed as they move; the registry is also read every
+    ``REGISTRY_POLL_S`` so that jobs followed by other processes (``submit``, ``jobs attach``)
+    are seen changing too."""
+    manager = _jobs(request)
+    follow = _choice(request, "follow", "true", ("true", "false")) == "true"
+    queue = manager.subscribe()
+    try:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        seen: dict[str, Any] = {}
+        for job in await manager.list():
+            seen[job["job_id"]] = job.get("updated_at")
+            await resp.write(_sse(job))
+        while follow:
+            try:
+                item = await asyncio.wait_for(queue.get(), REGISTRY_POLL_S)
+            except TimeoutError:
+                for job in await manager.list():
+                    if job["live"] is None and seen.get(job["job_id"]) != job.get("updated_at"):
+                        seen[job["job_id"]] = job.get("updated_at")
+                        await resp.write(_sse(job))
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if item is None:  # the server is stopping
+                break
+            await resp.write(_sse(item))
+        await resp.write_eof()
+        return resp
+    finally:
+        manager.unsubscribe(queue)
+
+
+def _sse(job: dict[str, Any]) -> bytes:
+    return f"event: job\ndata: {json.dumps(job, separators=(',', ':'))}\n\n".encode()
+
+
+async def login(request: web.Request) -> web.Response:
+    token = request.app.get(TOKEN)
+    body = await _json_body(request)
+    given = body.get("token") if isinstance(body, dict) else None
+    if token is None:
+        return web.json_response({"login": "not needed"})
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+        return error_response("UNAUTHORIZED", "wrong access token",
+                              "the token is the one serve was started with")
+    resp = web.json_response({"login": "ok"})
+    resp.set_cookie(COOKIE, session_value(token), httponly=True, samesite="Strict", path="/",
+                    secure=request.secure)
+    return resp
+
+
 ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/health", health),
     ("GET", "/openapi.json", openapi),
@@ -232,28 +346,70 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/videos/{asset_id}/selections/{artifact_type}", get_selection),
     ("PUT", "/v1/videos/{asset_id}/selections/{artifact_type}", put_selection),
     ("GET", "/v1/videos/{asset_id}/export/{format}", export_handler),
+    ("GET", "/v1/videos/{asset_id}/media", media),
+    ("POST", "/v1/login", login),
+    ("GET", "/v1/jobs", list_jobs),
+    ("POST", "/v1/jobs", post_job),
+    ("GET", "/v1/jobs/events", job_events),
+    ("GET", "/v1/jobs/{job_id}", get_job),
+    ("DELETE", "/v1/jobs/{job_id}", delete_job),
+    ("GET", "/v1/room", room.get_room),
+    ("PUT", "/v1/room/policy", room.put_policy),
+    ("POST", "/v1/room/workers/{worker}/drain", room.post_drain),
+    ("POST", "/v1/room/tokens", room.post_token),
+    ("DELETE", "/v1/room/tokens/{token_id}", room.delete_token),
 ]
 
 
-def make_app(store: Store) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html",
+                            headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def make_app(store: Store, *, settings: Settings | None = None, token: str | None = None,
+             jobs: JobManager | None = None, media_locator: MediaLocator | None = None
+             ) -> web.Application:
+    """The application. ``settings``: the client config (jobs, room, media lookup);
+    ``token``: require it on every API request (see :mod:`rtc_annotator.api.security`)."""
+    from rtc_annotator.client.jobs import JobRegistry
+    from rtc_annotator.storage import StorageResolver
+
+    app = web.Application(middlewares=[security_middleware(token), error_middleware],
+                          client_max_size=64 * 1024)
+    app.on_response_prepare.append(safe_headers)
     app[STORE] = store
+    settings = settings or Settings()
+    app[room.SETTINGS] = settings
+    if token is not None:
+        app[TOKEN] = token
+    if jobs is not None:
+        app[JOBS] = jobs
+
+        async def end_streams(_: web.Application) -> None:
+            jobs.end_streams()
+
+        app.on_shutdown.append(end_streams)
+    app[MEDIA] = media_locator or MediaLocator(
+        JobRegistry(settings.client.jobs_path()), StorageResolver(settings.storage_config()))
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", WEB_DIR, follow_symlinks=False, show_index=False)
     return app
 
 
-async def run_server(url: str, host: str, port: int) -> None:
-    """Open the store and serve until cancelled."""
-    import asyncio
-
-    store = await Store.open(url)
-    runner = web.AppRunner(make_app(store))
+async def run_server(settings: Settings, host: str, port: int, *,
+                     token: str | None = None) -> None:
+    """Open the store and serve until cancelled; jobs submitted here run in this process."""
+    store = await Store.open(settings.database.url)
+    manager = JobManager(settings, store)
+    runner = web.AppRunner(make_app(store, settings=settings, token=token, jobs=manager))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     try:
         await asyncio.Event().wait()
     finally:
+        await manager.close()
         await runner.cleanup()
         await store.close()

@@ -3,11 +3,20 @@
 A payload schema is a pydantic model registered under ``(artifact_type, schema_version)``.
 :data:`registry` holds the built-in v1 schemas; :meth:`SchemaRegistry.validate` returns the
 normalised payload as a plain dict or raises :class:`SchemaError` (code ``SCHEMA_ERROR``).
+
+Other packages add schemas through the ``rtc_annotator.schemas`` entry-point group: each entry
+points at a :class:`PluginPayload` subclass that names its ``artifact_type`` and
+``schema_version``. They are loaded the first time a type is not found among the built-ins (or
+:meth:`SchemaRegistry.known` is asked), in every process that validates: worker, job child,
+client store, API.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import re
+import threading
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -18,7 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from rtc_annotator import plugins
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class SchemaError(RtcAnnotatorError):
@@ -141,11 +154,99 @@ class VideoMetadataV1(_Payload):
     size_bytes: int = Field(ge=0, description="File size in bytes.")
 
 
+def _find_nul(value: Any, where: str) -> str | None:
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_nul(key, where) or _find_nul(item, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _find_nul(item, f"{where}.{i}")
+            if found:
+                return found
+    return None
+
+
+class PluginPayload(_Span):
+    """Base of a plugin's payload schema (entry-point group ``rtc_annotator.schemas``).
+
+    Subclasses set ``artifact_type`` (lower-case, dotted, e.g. ``frame.brightness``) and
+    ``schema_version`` and declare their fields as pydantic fields. Inherited rules keep every
+    payload storable in SQLite and PostgreSQL alike: unknown keys are refused, NaN and infinity
+    are refused, no text anywhere may hold a NUL character, and fields named ``start_ms`` /
+    ``end_ms`` must be ordered.
+    """
+
+    artifact_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_anywhere(cls, data: Any) -> Any:
+        where = _find_nul(data, "payload")
+        if where:
+            raise ValueError(f"{where} must not contain NUL characters")
+        return data
+
+
+_ARTIFACT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+
+
 class SchemaRegistry:
     """Maps ``(artifact_type, schema_version)`` to a payload model."""
 
     def __init__(self) -> None:
         self._schemas: dict[tuple[str, int], type[BaseModel]] = {}
+        self._origins: dict[tuple[str, int], str] = {}
+        self._broken: dict[str, str] = {}
+        self._plugins_loaded = False
+        self._lock = threading.Lock()
+
+    def load_plugins(self, *, again: bool = False) -> None:
+        """Register the schemas of installed plugins (once; ``again`` rescans entry points).
+
+        A plugin schema that does not import or is not a :class:`PluginPayload` is skipped with
+        a warning and remembered, so a lookup that misses can say which package to fix.
+        """
+        with self._lock:
+            if self._plugins_loaded and not again:
+                return
+            if again:
+                plugins.refresh()
+                self._broken.clear()
+            for entry in plugins.plugin_entries(plugins.SCHEMAS_GROUP):
+                try:
+                    model = _import_target(entry.target)
+                    key = _plugin_key(model, entry)
+                except Exception as exc:
+                    reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+                    self._broken[entry.name] = (
+                        f"schema plugin {entry.name!r} of {entry.origin} ({entry.target}) "
+                        f"cannot be used: {reason}")
+                    log.warning("schema plugin skipped", ctx={
+                        "entry": entry.name, "distribution": entry.origin, "error": reason})
+                    continue
+                known = self._schemas.get(key)
+                if known is model:
+                    continue
+                if known is not None:
+                    owner = self._origins.get(key, "rtc-annotator")
+                    self._broken[entry.name] = (
+                        f"schema plugin {entry.name!r} of {entry.origin} declares {key[0]} "
+                        f"v{key[1]}, which {owner} already registers")
+                    log.warning("schema plugin skipped: type taken", ctx={
+                        "entry": entry.name, "distribution": entry.origin, "type": key[0]})
+                    continue
+                self._schemas[key] = model
+                self._origins[key] = entry.origin
+            self._plugins_loaded = True
+
+    def origin(self, artifact_type: str, schema_version: int) -> str | None:
+        """The plugin distribution that registered a schema (None for built-ins)."""
+        return self._origins.get((artifact_type, schema_version))
 
     def register(self, artifact_type: str, schema_version: int, model: type[BaseModel]) -> None:
         key = (artifact_type, schema_version)
@@ -154,16 +255,22 @@ class SchemaRegistry:
         self._schemas[key] = model
 
     def get(self, artifact_type: str, schema_version: int) -> type[BaseModel]:
-        try:
-            return self._schemas[(artifact_type, schema_version)]
-        except KeyError:
-            known = ", ".join(f"{t} v{v}" for t, v in sorted(self._schemas))
-            raise SchemaError(
-                f"unknown artifact schema {artifact_type!r} v{schema_version}",
-                hint=f"known schemas: {known}",
-            ) from None
+        model = self._schemas.get((artifact_type, schema_version))
+        if model is not None:
+            return model
+        if not self._plugins_loaded:
+            self.load_plugins()
+            return self.get(artifact_type, schema_version)
+        known = ", ".join(f"{t} v{v}" for t, v in sorted(self._schemas))
+        broken = "; ".join(self._broken.values())
+        hint = (f"{broken}; fix that package" if broken else
+                f"known schemas: {known}; a plugin's artifact types need the plugin's package "
+                "installed here too (pip install it on every machine that stores its results)")
+        raise SchemaError(f"unknown artifact schema {artifact_type!r} v{schema_version}",
+                          hint=hint)
 
     def known(self) -> list[tuple[str, int]]:
+        self.load_plugins()
         return sorted(self._schemas)
 
     def validate(self, artifact_type: str, schema_version: int, payload: Any) -> dict[str, Any]:
@@ -184,6 +291,28 @@ class SchemaRegistry:
                 f"invalid {artifact_type} v{schema_version} payload: {where}: {first['msg']}"
                 + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""),
             ) from None
+
+
+def _import_target(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def _plugin_key(model: Any, entry: plugins.PluginEntry) -> tuple[str, int]:
+    if not (isinstance(model, type) and issubclass(model, PluginPayload)):
+        raise TypeError(f"{entry.target} is not a subclass of "
+                        "rtc_annotator.artifacts.schemas.PluginPayload")
+    atype = getattr(model, "artifact_type", None)
+    version = getattr(model, "schema_version", None)
+    if not isinstance(atype, str) or not _ARTIFACT_TYPE.match(atype) or len(atype) > 64:
+        raise TypeError(f"{entry.target}.artifact_type must be a lower-case dotted name like "
+                        f"'frame.brightness' (got {atype!r})")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TypeError(f"{entry.target}.schema_version must be an int >= 1 (got {version!r})")
+    return atype, version
 
 
 registry = SchemaRegistry()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rtc_annotator import trust
 from rtc_annotator.client.jobs import JobRecord, JobRegistry, JobStatus
 from rtc_annotator.client.spool import Spool
 from rtc_annotator.config import Settings
@@ -61,6 +62,8 @@ from rtc_annotator.worker.envelopes import run_id_for
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 WORKER_LOST = (JobInterrupted, LinkClosed, ConnectFailed)
 """Errors that mean "this worker is gone": the job is routed again."""
+STILL_RUNNING = ("JOB_MOVED", "NOT_JOB_OWNER")
+"""Job answers that say the job goes on without this connection (not an end of the job)."""
 
 
 @dataclass
@@ -77,7 +80,7 @@ class SubmitResult:
     sent_bytes: int = 0
     artifacts: int = 0
     """Envelopes received and made durable (store or spool), over every attempt."""
-    pipelines: dict[str, dict[str, float]] = field(default_factory=dict)
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: ErrorEnvelope | None = None
     seconds: float = 0.0
     reroutes: list[dict[str, str]] = field(default_factory=list)
@@ -126,6 +129,12 @@ class _DetachingSession(ClientSession):
         return result
 
 
+def named_models(options: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """pipeline -> model name, for each pipeline whose options name a ``model``."""
+    return {p: str(o["model"]) for p, o in options.items()
+            if isinstance(o, dict) and isinstance(o.get("model"), str)}
+
+
 async def route(
     sig: SignalingClient,
     *,
@@ -135,13 +144,18 @@ async def route(
     worker: str | None = None,
     exclude: list[str] | None = None,
     on_queue: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+    min_gpu_memory_mb: int = 0,
+    models: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Ask the server for a worker (``worker``: only that one; ``exclude``: never those).
 
     Like :meth:`SignalingClient.route`: waits through ``queued`` updates, re-sends the same
     request id after a lost signaling connection."""
     fields: dict[str, Any] = {"pipelines": pipelines, "required_storage": required_storage,
-                              "strict": strict, "worker": worker, "exclude": exclude or []}
+                              "strict": strict, "worker": worker, "exclude": exclude or [],
+                              "min_gpu_memory_mb": min_gpu_memory_mb}
+    if models:  # only workers holding the models the job names (pipeline option "model")
+        fields["models"] = models
     rid = sig.new_id("route")
     while True:
         try:
@@ -196,12 +210,17 @@ class _Ctx:
     async def connect(self, sig: SignalingClient, routed: dict[str, Any]) -> PeerLink:
         session_id = str(routed["session_id"])
         base = self.link_options or LinkOptions(ice=self.settings.ice)
+        # the room we asked for (the server's welcome only when the config names none)
+        room = self.settings.signaling.room or sig.welcome.get("room")
+        trust_opts: dict[str, Any] = {"session_id": session_id,
+                                      "trust": trust.policy(self.settings, room)}
+        if self.settings.trust.client_key:
+            trust_opts["identity"] = await asyncio.to_thread(trust.load_identity, self.settings)
         options = LinkOptions(
-            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or [])}
+            **{**base.__dict__, "extra_ice_servers": list(routed.get("ice_servers") or []),
+               **trust_opts}
         )
-        signaler = CallbackSignaler(
-            lambda data: sig.send_signal(session_id, data), lambda: sig.next_signal(session_id)
-        )
+        signaler = CallbackSignaler.for_session(sig, session_id)
         return await PeerLink.connect(
             signaler, offer=True, role="client", name="client", options=options
         )
@@ -238,7 +257,9 @@ class _Ctx:
         r.sent_bytes += job.sent_bytes
         r.error = job.error
         r.pipelines = {
-            k: {"artifacts": v.artifacts, "seconds": v.seconds} for k, v in job.pipelines.items()
+            k: {"artifacts": v.artifacts, "seconds": v.seconds,
+                **({"gate": v.gate.model_dump()} if v.gate is not None else {})}
+            for k, v in job.pipelines.items()
         }
         self.record.transfer = r.transfer
 
@@ -263,6 +284,8 @@ async def submit_video(
     detach: bool = False,
     max_reroutes: int | None = None,
     spool_wait_s: float | None = None,
+    worker: str | None = None,
+    min_gpu_memory_mb: int = 0,
 ) -> SubmitResult:
     """Run one video through a worker of the room; never raises for a job-level failure.
 
@@ -272,7 +295,8 @@ async def submit_video(
     ``detach``: return once the job is accepted and its input sent (``result.detached``); the
     worker keeps the batches until ``attach_job``. Events through ``on_event``: hashing,
     routing, queued, routed, connected, upload, progress, artifacts, spooled, flushed,
-    rerouted, detached.
+    rerouted, detached. ``worker``: route only to that worker (it queues the job when its
+    slots are full); ``min_gpu_memory_mb``: only workers whose largest GPU has that much.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -327,7 +351,9 @@ async def submit_video(
         while True:
             await _notify(on_event, "routing", {"required_storage": required})
             routed = await route(sig, pipelines=pipelines, required_storage=required,
-                                 strict=strict_storage, exclude=excluded, on_queue=on_queue)
+                                 strict=strict_storage, exclude=excluded, on_queue=on_queue,
+                                 worker=worker, min_gpu_memory_mb=min_gpu_memory_mb,
+                                 models=named_models(opts))
             session_id = str(routed["session_id"])
             result.worker = str(routed.get("worker"))
             decision = routed.get("decision") or {}
@@ -353,6 +379,10 @@ async def submit_video(
                     video, pipelines=opts, model_profile=profile, job_id=job_id,
                     transfer=transfer,
                 )
+                if job.error is not None and job.error.code == "WORKER_SHUTDOWN":
+                    # the worker was stopped (scancel, pre-emption, requeue) and gave it back
+                    raise JobInterrupted(f"worker {result.worker} shut down before job "
+                                         f"{job_id} finished")
             except WORKER_LOST as exc:
                 if reroutes_left <= 0:
                     raise
@@ -382,6 +412,10 @@ async def submit_video(
             await ctx.save()
             log.info("job detached", ctx={"worker": result.worker, "transfer": job.transfer})
             await _notify(on_event, "detached", {"worker": result.worker})
+        elif job.error is not None and job.error.code in STILL_RUNNING:
+            # another connection of ours follows the job now (or the worker says it is not
+            # ours): its runs and its record are not ours to end
+            log.info("job left to its other follower", ctx={"code": job.error.code})
         else:
             log.info("job ended", ctx={"ok": job.ok, "transfer": job.transfer,
                                        "sent_bytes": result.sent_bytes,
@@ -547,9 +581,12 @@ async def attach_job(
         ctx.take(job)
         result.transfer = record.transfer
         log.info("attached job ended", ctx={"ok": job.ok, "artifacts": result.artifacts})
-        if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
-            await _finish_runs(spool_, job_id, record.pipelines, result)
-        await _end_record(ctx)
+        if job.error is not None and job.error.code in STILL_RUNNING:
+            log.info("job left to its other follower", ctx={"code": job.error.code})
+        else:
+            if job.error is None or job.error.code not in ("UNKNOWN_JOB", "INPUT_NEEDED"):
+                await _finish_runs(spool_, job_id, record.pipelines, result)
+            await _end_record(ctx)
     except RtcAnnotatorError as exc:
         result.error = exc.envelope()
         log.warning("attach failed", ctx={"code": exc.code, "error": exc.message})

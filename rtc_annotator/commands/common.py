@@ -11,6 +11,7 @@ import typer
 
 from rtc_annotator.config import Settings, load_settings
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.redact import mask
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -28,8 +29,8 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, *, code: int = EXIT_USAGE) -> NoReturn:
-    """Print a one-line error on stderr and exit."""
-    sys.stderr.write(f"error: {message}\n")
+    """Print a one-line error on stderr (credentials masked) and exit."""
+    sys.stderr.write(f"error: {mask(message)}\n")
     raise typer.Exit(code)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import toml
+import tomli_w
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, print_json, settings_from
+from rtc_annotator.redact import mask
 
 app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
 
@@ -20,6 +21,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return mask(value)  # postgresql://u:***@h/db
     return value
 
 
@@ -37,7 +40,9 @@ def show(
     config: ConfigOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of TOML."),
 ) -> None:
-    """Print the effective configuration (file + environment overrides + defaults)."""
+    """Print the effective configuration (file + environment overrides + defaults).
+
+    Credentials are hidden: URL passwords become ***, tokens and ICE credentials <set>."""
     settings = settings_from(config)
     data = _plain(settings.model_dump(mode="python"))
     if settings.signaling.token:
@@ -49,4 +54,4 @@ def show(
         print_json(data)
     else:
         typer.echo(f"# source: {settings.source or 'built-in defaults'}")
-        typer.echo(toml.dumps(data).rstrip())
+        typer.echo(tomli_w.dumps(data).rstrip())

@@ -1,4 +1,5 @@
-"""`rtc-annotator doctor [--config F] [--json]`: check this machine; exit 0 ok, 1 warn, 2 fail."""
+"""`rtc-annotator doctor [--config F] [--json]`: check this machine; exit 0 ok (warnings
+allowed), 1 a check failed, 2 the configuration cannot be read."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 
 import typer
 
-from rtc_annotator.commands.common import ConfigOption, print_json
+from rtc_annotator.commands.common import EXIT_USAGE, ConfigOption, print_json
 from rtc_annotator.config import load_settings
 from rtc_annotator.doctor import Check, Status, exit_code, run_checks
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.redact import mask
 
 _MARK = {Status.OK: "ok  ", Status.WARN: "WARN", Status.FAIL: "FAIL"}
 
@@ -34,17 +36,19 @@ def doctor_cmd(
     """Check Python and packages, GPUs, storage backends, the database, the signaling server
     (with the token), ICE servers and pipeline weights; print a fix for each problem.
 
-    Exit 0 when everything is ok, 1 with warnings, 2 with failures. Nothing that is not
-    configured is contacted.
+    Exit 0 when no check failed (warnings allowed), 1 when one did, 2 when the configuration
+    cannot be read (the report still says why). Nothing that is not configured is contacted.
     """
     try:
         settings = load_settings(config)
     except RtcAnnotatorError as exc:
         checks = [Check("config", Status.FAIL, exc.message,
                         exc.hint or "fix the file: rtc-annotator config check")]
+        code = EXIT_USAGE
     else:
         checks = asyncio.run(run_checks(settings, timeout_s=timeout))
-    code = exit_code(checks)
+        code = exit_code(checks)
+    checks = [Check(c.name, c.status, mask(c.detail), mask(c.fix)) for c in checks]
     if as_json:
         print_json({"checks": [c.to_dict() for c in checks], "exit_code": code})
     else:

@@ -56,7 +56,8 @@ def list_cmd(
     settings = settings_from(config)
     rows: list[dict[str, Any]] = [
         {"name": s.name, "version": s.version, "artifact_types": list(s.artifact_types),
-         "available": s.ok, "reason": s.reason, "profiles": list(s.profiles)}
+         "available": s.ok, "reason": s.reason, "profiles": list(s.profiles),
+         "models": [dict(m) for m in s.models]}
         for s in DEFAULT_REGISTRY.statuses(settings)
     ]
     if as_json:
@@ -64,9 +65,11 @@ def list_cmd(
         return
     for r in rows:
         state = "available  " if r["available"] else "UNAVAILABLE"
+        models = ", ".join(m["name"] for m in r["models"])
         profiles = f" [{', '.join(r['profiles'])}]" if r["available"] else ""
         reason = f" -- {r['reason']}" if r["reason"] else ""
-        typer.echo(f"{r['name']:<11} {state}{profiles}{reason}")
+        held = f" models: {models};" if models else ""
+        typer.echo(f"{r['name']:<11} {state}{profiles}{held}{reason}")
 
 
 # ---------------------------------------------------------------------------- models fetch
@@ -182,9 +185,9 @@ async def annotate_video(settings: Settings, video: Path, pipelines: list[str], 
         for name in pipelines:
             if name in result.timings:
                 await store.finish_run(run_ids[name], "completed")
-            elif result.pipeline == name and result.error is not None:
-                await store.finish_run(run_ids[name], "failed",
-                                       f"{result.error.code}: {result.error.message}")
+            elif name in result.failures:
+                err = result.failures[name]
+                await store.finish_run(run_ids[name], "failed", f"{err.code}: {err.message}")
             elif result.status.value == "failed" and result.pipeline is None and result.error:
                 await store.finish_run(run_ids[name], "failed",
                                        f"{result.error.code}: {result.error.message}")
@@ -193,8 +196,9 @@ async def annotate_video(settings: Settings, video: Path, pipelines: list[str], 
     finally:
         await store.close()
     return {"asset_id": asset_id, "job_id": job_id, "status": result.status.value,
-            "counts": result.counts, "timings": result.timings,
-            "runs": run_ids, "error": result.error.model_dump() if result.error else None}
+            "counts": result.counts, "timings": result.timings, "stats": result.stats,
+            "runs": run_ids, "error": result.error.model_dump() if result.error else None,
+            "failures": {k: v.model_dump() for k, v in result.failures.items()}}
 
 
 def annotate_cmd(
@@ -229,8 +233,14 @@ def annotate_cmd(
     else:
         counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
         typer.echo(f"{summary['status']}: asset {summary['asset_id'][:12]} ({counts})")
-        if summary["error"]:
-            err = summary["error"]
+        for name, stats in summary["stats"].items():
+            if "gate" in stats:
+                g = stats["gate"]
+                typer.echo(f"{name} gate: {g['frames']} frames, {g['full_reads']} read whole, "
+                           f"{g['band_reads']} in part, {g['calls_saved']} model calls saved")
+        errors = list(summary["failures"].values()) or (
+            [summary["error"]] if summary["error"] else [])
+        for err in errors:
             typer.echo(f"error: {err['code']}: {err['message']} -- {err['hint']}", err=True)
     if summary["status"] != "completed":
         raise typer.Exit(EXIT_FAILURE)
@@ -238,6 +248,9 @@ def annotate_cmd(
 
 def register(root: typer.Typer) -> None:
     """Mount `pipelines`, `models` and the top-level `annotate` command on the root app."""
+    from rtc_annotator.commands import models_cmd
+
+    models_cmd.register(models_app)
     root.add_typer(app, name="pipelines")
     root.add_typer(models_app, name="models")
     root.command("annotate")(annotate_cmd)

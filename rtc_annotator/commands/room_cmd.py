@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -13,11 +15,14 @@ from rich.table import Table
 
 from rtc_annotator.commands.common import ConfigOption, fail, fail_with, print_json, settings_from
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.redact import register_secret
 from rtc_annotator.signaling_client import SignalingClient
 
 app = typer.Typer(help="Manage a room (lab) on the signaling server.", no_args_is_help=True)
 
 T = TypeVar("T")
+
+ADMIN_SECRET_ENV = "SIGNALING_ADMIN_SECRET"
 
 ServerOption = Annotated[
     str | None,
@@ -57,6 +62,24 @@ def _run(server: str | None, token: str | None, config: Any, *, admin_secret: st
         fail_with(exc, code=1)
 
 
+def _admin_secret(path: Path | None) -> str:
+    """The server admin secret: first line of ``path``, else $SIGNALING_ADMIN_SECRET."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"--admin-secret-file: cannot read {path}: {exc.strerror or exc}")
+        secret = text.splitlines()[0].strip() if text.strip() else ""
+        if not secret:
+            fail(f"--admin-secret-file: {path} is empty; write the secret on its first line")
+    else:
+        secret = os.environ.get(ADMIN_SECRET_ENV, "")
+        if not secret:
+            fail(f"no admin secret: set ${ADMIN_SECRET_ENV} or pass --admin-secret-file FILE")
+    register_secret(secret)
+    return secret
+
+
 def _when(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -66,14 +89,19 @@ def _when(ts: float | None) -> str:
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Room name (letters, digits, ._@:-)."),
-    admin_secret: str = typer.Option(..., "--admin-secret", envvar="SIGNALING_ADMIN_SECRET",
-                                     help="The signaling server's admin secret."),
+    admin_secret_file: Path | None = typer.Option(
+        None, "--admin-secret-file", metavar="FILE", show_default=False,
+        help="Read the signaling server's admin secret from the first line of FILE "
+        "(default: $SIGNALING_ADMIN_SECRET). Never on the command line: `ps` shows it."),
     ttl: int = typer.Option(365 * 86400, "--ttl", help="Admin token lifetime in seconds."),
     server: ServerOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a room; print its admin token."""
+    """Create a room; print its admin token.
+
+    The admin secret comes from $SIGNALING_ADMIN_SECRET or --admin-secret-file."""
+    admin_secret = _admin_secret(admin_secret_file)
     reply = _run(server, None, config, admin_secret=admin_secret,
                  call=lambda c: c.request("create_room", name=name, ttl_s=ttl))
     if as_json:
@@ -161,6 +189,9 @@ def policy(
     clear_strict: bool = typer.Option(False, "--clear-strict-backends",
                                       help="Remove all strict backends."),
     max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests per room."),
+    wait_for_workers: bool | None = typer.Option(
+        None, "--wait-for-workers/--no-wait-for-workers",
+        help="Queue requests no online worker could take (for rooms run by `pool`)."),
     server: ServerOption = None,
     token: TokenOption = None,
     config: ConfigOption = None,
@@ -183,6 +214,8 @@ def policy(
             changes["strict_backends"] = sorted(set(base) | set(strict_backend))
         if max_queue is not None:
             changes["max_queue"] = max_queue
+        if wait_for_workers is not None:
+            changes["wait_for_workers"] = wait_for_workers
         if not changes:
             return current
         return dict((await c.request("set_policy", policy={**current, **changes}))["policy"])

@@ -8,7 +8,6 @@ config's ``[database] url`` or ``RTC_ANNOTATOR_DATABASE_URL``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from rtc_annotator.commands.common import ConfigOption, fail, fail_with, print_json, settings_from
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.hashcache import cached_sha256
 from rtc_annotator.store import Selection, Store
 from rtc_annotator.store.repository import ASSET_ID_RE
 
@@ -29,18 +29,22 @@ select_app = typer.Typer(help="Choose which run's results count per video and ty
                          no_args_is_help=True)
 
 
+DEFAULT_API_PORT = 8780
+"""`serve`'s port: not the signaling server's 8765, so both run on one host as they come."""
+
+
 def sha256_file(path: Path) -> str:
     if not path.is_file():
         fail(f"{path}: no such file and not an asset id (64 hex digits)")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    try:
+        return cached_sha256(path)
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror or exc}")
 
 
 async def asset_id_for(video: str) -> str:
-    """An asset id as given, or the sha256 of the file at that path (hashed in a thread)."""
+    """An asset id as given, or the sha256 of the file at that path (hashed in a thread, or
+    taken from the cache while the file's size and mtime are unchanged)."""
     if ASSET_ID_RE.match(video):
         return video
     return await asyncio.to_thread(sha256_file, Path(video))
@@ -189,16 +193,33 @@ def export(
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", help="Port."),
+    port: int = typer.Option(DEFAULT_API_PORT, "--port", help="Port."),
     config: ConfigOption = None,
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="File holding the access token every API request must "
+        "carry (or $RTC_ANNOTATOR_SERVE_TOKEN); required when --host is not a loopback "
+        "address."),
 ) -> None:
-    """Serve the HTTP API over the store (OpenAPI at /openapi.json)."""
-    from rtc_annotator.api import run_server
+    """Serve the web app at / and the HTTP API over the store (OpenAPI at /openapi.json)."""
+    import os
 
-    url = settings_from(config).database.url
-    typer.echo(f"serving http://{host}:{port}/openapi.json", err=True)
+    from rtc_annotator.api import run_server
+    from rtc_annotator.api.security import is_loopback
+
+    settings = settings_from(config)
+    token = os.environ.get("RTC_ANNOTATOR_SERVE_TOKEN") or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            fail(f"cannot read --token-file {token_file}: {exc.strerror}")
+    if token is None and not is_loopback(host):
+        fail(f"--host {host} is reachable from other machines: give an access token with "
+             "--token-file FILE or RTC_ANNOTATOR_SERVE_TOKEN (or serve on 127.0.0.1)")
+    typer.echo(f"serving the web app at http://{host}:{port}/ "
+               f"(API: http://{host}:{port}/openapi.json)", err=True)
     try:
-        asyncio.run(run_server(url, host, port))
+        asyncio.run(run_server(settings, host, port, token=token))
     except RtcAnnotatorError as exc:
         fail_with(exc, code=1)
     except OSError as exc:

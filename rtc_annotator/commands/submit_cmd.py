@@ -51,6 +51,8 @@ async def _submit_all(
     quiet: bool,
     job_ids: list[str],
     detach: bool = False,
+    worker: str | None = None,
+    min_gpu_memory_mb: int = 0,
 ) -> list[dict[str, Any]]:
     from rtc_annotator.client.spool import Spool
     from rtc_annotator.client.submit import submit_video
@@ -127,6 +129,8 @@ async def _submit_all(
                         spool=spool,
                         job_id=job_id,
                         detach=detach,
+                        worker=worker,
+                        min_gpu_memory_mb=min_gpu_memory_mb,
                     )
                     for v, job_id in zip(videos, job_ids, strict=True)
                 )
@@ -156,6 +160,15 @@ def submit_cmd(
     detach: bool = typer.Option(
         False, "--detach", help="Exit once each job is accepted and its input sent; print the "
         "job ids (collect results later with `jobs attach JOB`)."
+    ),
+    worker: str | None = typer.Option(
+        None, "--worker", help="Send the jobs to this worker only (by name, as in `room "
+        "workers`); it queues them when its slots are full. An error when it is not online.",
+        show_default=False,
+    ),
+    min_gpu_mem: int = typer.Option(
+        0, "--min-gpu-mem", min=0, metavar="MB",
+        help="Only workers whose largest GPU has at least this many MiB (0: any, CPU included).",
     ),
 ) -> None:
     """Annotate videos on workers of the room; results go into the store.
@@ -196,6 +209,8 @@ def submit_cmd(
                 quiet=as_json,
                 job_ids=job_ids,
                 detach=detach,
+                worker=worker,
+                min_gpu_memory_mb=min_gpu_mem,
             )
         )
     except RtcAnnotatorError as exc:

@@ -6,13 +6,36 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rtc_annotator.commands.common import ConfigOption, fail, fail_with, settings_from
 from rtc_annotator.config import Settings
 from rtc_annotator.errors import RtcAnnotatorError
+
+
+def with_cluster(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """``settings`` with ``[cluster]`` keys replaced by the given (non-None) flag values."""
+    from pydantic import ValidationError
+
+    from rtc_annotator.config import ClusterSettings
+
+    changes = {k: v for k, v in overrides.items() if v is not None and v != []}
+    if not changes:
+        return settings
+    data = settings.cluster.model_dump(exclude_unset=True)
+    data.update(changes)
+    try:
+        cluster = ClusterSettings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        flag = {"time_limit": "time", "sbatch_lines": "sbatch"}.get(key.split(".")[0], key)
+        fail(f"CONFIG_ERROR: --{flag}: {str(err['msg']).removeprefix('Value error, ')}")
+    copy = settings.model_copy(update={"cluster": cluster})
+    copy.source = settings.source
+    return copy
 
 
 def _render(settings: Settings, kind: str, *, dry_run: bool, output: Path | None,
@@ -63,6 +86,25 @@ def worker_cmd(
         "--image", help="With --render runai: the worker container image "
                         "(the script's default for $RTC_ANNOTATOR_IMAGE).")
     ] = "rtc-annotator-worker:latest",
+    gpus: Annotated[int | None, typer.Option(
+        "--gpus", help="With --render: GPUs per job, 0 for none ([cluster] gpus).")] = None,
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus", help="With --render: CPUs per job ([cluster] cpus).")] = None,
+    mem: Annotated[str | None, typer.Option(
+        "--mem", help="With --render: memory per job, e.g. 32G ([cluster] mem).")] = None,
+    time_limit: Annotated[str | None, typer.Option(
+        "--time", help="With --render slurm: time limit, e.g. 12:00:00 ([cluster] time_limit).")
+    ] = None,
+    partition: Annotated[str | None, typer.Option(
+        "--partition", help="With --render slurm: partition ([cluster] partition).")] = None,
+    account: Annotated[str | None, typer.Option(
+        "--account", help="With --render slurm: account ([cluster] account).")] = None,
+    qos: Annotated[str | None, typer.Option(
+        "--qos", help="With --render slurm: QoS ([cluster] qos).")] = None,
+    sbatch_lines: Annotated[list[str] | None, typer.Option(
+        "--sbatch", help="With --render slurm: an extra #SBATCH option, e.g. "
+                         "--sbatch=--constraint=a100 (repeatable; [cluster] sbatch_lines).")
+    ] = None,
 ) -> None:
     """Connect to the signaling server, register this node's capabilities and serve jobs.
 
@@ -73,6 +115,10 @@ def worker_cmd(
     """
     settings = settings_from(config)
     if render is not None:
+        settings = with_cluster(settings, {
+            "gpus": gpus, "cpus": cpus, "mem": mem, "time_limit": time_limit,
+            "partition": partition, "account": account, "qos": qos,
+            "sbatch_lines": sbatch_lines})
         _render(settings, render, dry_run=dry_run, output=output,
                 remote_config=remote_config, image=image)
         return

@@ -1,4 +1,10 @@
-"""The export formats, each an async generator of bytes."""
+"""The export formats, each an async generator of bytes.
+
+Only JSONL (and the ZIP bundle, which holds it) carries every artifact type, plugins' types
+included. The typed formats hold one type each and say what they leave out: WebVTT in a
+``NOTE`` block, COCO in ``info.skipped_artifact_types``, the bundle's manifest in ``contents``
+(which member holds which type).
+"""
 
 from __future__ import annotations
 
@@ -33,9 +39,26 @@ def _cue_text(text: str) -> str:
     return "\n".join(lines) or "..."
 
 
+TYPED_MEMBERS: dict[str, tuple[str, ...]] = {
+    "transcript.segment": ("transcript.vtt", "transcript.srt"),
+    "object.detection": ("detections.coco.json",),
+}
+"""Artifact types the typed formats export, and the bundle members that hold them."""
+
+
+async def _skipped(store: Store, asset_id: str, kept: str) -> list[str]:
+    """The video's artifact types a one-type format leaves out."""
+    return [t for t in await store.artifact_types(asset_id) if t != kept]
+
+
 async def webvtt(store: Store, asset_id: str) -> AsyncIterator[bytes]:
-    """WebVTT cues of the selected transcript run."""
+    """WebVTT cues of the selected transcript run (a NOTE lists the types left out)."""
     yield b"WEBVTT\n\n"
+    skipped = await _skipped(store, asset_id, "transcript.segment")
+    if skipped:
+        note = (f"NOTE rtc-annotator: transcript.segment only; not included: "
+                f"{', '.join(skipped)} (export jsonl for every artifact)\n\n")
+        yield note.replace("-->", "->").encode("utf-8")
     async for e in store.iter_artifacts(asset_id, "transcript.segment"):
         text = _cue_text(e.payload["text"]).replace("-->", "->")
         cue = f"{_clock(e.span_start_ms, '.')} --> {_clock(e.span_end_ms, '.')}\n{text}\n\n"
@@ -80,7 +103,9 @@ async def coco(store: Store, asset_id: str) -> AsyncIterator[bytes]:
     doc = {
         "info": {"description": f"rtc-annotator detections of {asset_id}",
                  "date_created": datetime.now(UTC).isoformat(),
-                 "bbox_normalised": width is None},
+                 "bbox_normalised": width is None,
+                 "skipped_artifact_types": await _skipped(store, asset_id, "object.detection"),
+                 "note": "object.detection only; export jsonl for every artifact"},
         "images": [{"id": i, "file_name": f"frame_{pts:010d}.jpg", "frame_pts_ms": pts,
                     "width": width, "height": height} for pts, i in images.items()],
         "annotations": annotations,
@@ -130,9 +155,11 @@ async def zip_bundle(store: Store, asset_id: str) -> AsyncIterator[bytes]:
         "asset": await store.get_asset(asset_id),
         "generated_at": datetime.now(UTC).isoformat(),
         "selections": {},
+        "contents": {},
         "files": {},
     }
     for atype in await store.artifact_types(asset_id):
+        manifest["contents"][atype] = [*TYPED_MEMBERS.get(atype, ()), "artifacts.jsonl"]
         sel = await store.get_selection(asset_id, atype)
         manifest["selections"][atype] = {**sel.model_dump(),
                                          "run_id": await store.selected_run(asset_id, atype)}

@@ -13,14 +13,15 @@ Errors (all under :class:`~rtc_annotator.errors.RtcAnnotatorError`)::
     PipelineError            a pipeline failed while running                  PIPELINE_ERROR
     +-- UnknownPipeline      no pipeline by that name                         UNKNOWN_PIPELINE
     +-- PipelineUnavailable  dependency missing / not enough GPU memory       PIPELINE_NOT_AVAILABLE
-    +-- ModelNotAvailable    weights for the profile not in models_dir        MODEL_NOT_AVAILABLE
+    +-- ModelNotAvailable    the model asked for is not held here             MODEL_NOT_AVAILABLE
+    +-- ModelInvalid         the model's files are damaged or of another kind MODEL_INVALID
     +-- OptionsError         bad pipeline options or profile                  OPTIONS_ERROR
     +-- VideoError           the input cannot be opened or decoded            VIDEO_ERROR
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,12 @@ class ModelNotAvailable(PipelineError):
     code = "MODEL_NOT_AVAILABLE"
 
 
+class ModelInvalid(PipelineError):
+    """The model's files are there but cannot be used (damaged, truncated, not a detector)."""
+
+    code = "MODEL_INVALID"
+
+
 class OptionsError(PipelineError):
     """Pipeline options or the model profile are invalid."""
 
@@ -80,6 +87,8 @@ class Availability:
     """Why it cannot run (empty when ``ok``), or a note such as the profiles present."""
     profiles: tuple[str, ...] = ()
     """Model profiles whose weights are present (every profile for model-free pipelines)."""
+    models: tuple[dict[str, Any], ...] = ()
+    """Usable models of a model pipeline: pipeline, name, kind, sha256, classes (detectors)."""
 
 
 @dataclass
@@ -125,6 +134,34 @@ class RunContext:
     """``cpu`` or ``cuda`` (the child sees its one GPU as device 0)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form values a caller passes through (tests, tuning)."""
+    catalog: Any = None
+    """The machine's :class:`~rtc_annotator.pipelines.models.Catalog` (None: the models of
+    ``models_dir`` alone)."""
+    cache_dir: Path | None = None
+    """A writable directory for the libraries' own settings and caches (never models_dir,
+    which may be read-only)."""
+    threads: int | None = None
+    """CPU threads the model libraries may use (None: their default)."""
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-pipeline figures for the job summary (``stats[pipeline name]``), e.g. how many model
+    calls a change gate saved. Each pipeline writes only its own key."""
+    frame_source: Any = None
+    """The job's :class:`~rtc_annotator.pipelines.frames.SharedDecoder`, set by the job child
+    when several pipelines decode the same video (None: each decodes on its own)."""
+
+    def frames(self, video: Path, *, every_ms: int | None = None, max_width: int | None = None,
+               pixel_format: str = "bgr24") -> Iterator[Any]:
+        """Decoded frames of ``video`` (see :func:`~rtc_annotator.pipelines.frames.iter_frames`
+        for the arguments), shared with the job's other frame-based pipelines when the job
+        runs several. Pipelines that read frames use this and set ``uses_frames``."""
+        if self.frame_source is not None:
+            it: Iterator[Any] = self.frame_source.frames(
+                video, every_ms=every_ms, max_width=max_width, pixel_format=pixel_format)
+            return it
+        from rtc_annotator.pipelines.frames import iter_frames
+
+        return iter_frames(video, every_ms=every_ms, max_width=max_width,
+                           pixel_format=pixel_format)
 
 
 class PipelineOptions(BaseModel):
@@ -134,12 +171,15 @@ class PipelineOptions(BaseModel):
 
 
 def module_importable(module: str) -> str:
-    """Import ``module``; return "" when it imports, else the reason it does not."""
+    """Whether ``module`` is installed; "" when it is, else the reason.
+
+    Looked up with :func:`importlib.util.find_spec`, never imported: importing torch or
+    ultralytics changes the process (thread settings, banners) and every job started after."""
     try:
-        importlib.import_module(module)
-    except Exception as exc:  # ImportError, OSError from broken native libs, ...
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
         return f"cannot import {module}: {type(exc).__name__}: {exc}".replace("\n", " ")
-    return ""
+    return "" if found is not None else f"cannot import {module}: it is not installed"
 
 
 class Pipeline(ABC):
@@ -155,6 +195,9 @@ class Pipeline(ABC):
     """Python modules that must import for it to run."""
     options_model: ClassVar[type[PipelineOptions]] = PipelineOptions
     """Pydantic model of its options."""
+    uses_frames: ClassVar[bool] = False
+    """True when run() reads decoded frames through ``context.frames`` (once per run): the
+    job child then decodes the video once for all such pipelines of a job."""
 
     def parse_options(self, raw: Mapping[str, Any] | None) -> PipelineOptions:
         """Validate this pipeline's options; raise :class:`OptionsError` with a hint."""

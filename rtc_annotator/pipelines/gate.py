@@ -124,13 +124,13 @@ class ChangeGate:
         h, w = image.shape[:2]
         cols = min(self.settings.cols, w)
         rows = max(1, round(h * cols / w))
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small: np.ndarray = cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
         return small.astype(np.float32)
 
     def decide(self, image: np.ndarray, pts_ms: int,
                boxes: Sequence[tuple[float, float]] = ()) -> Verdict:
-        """Compare ``image`` (HxW or HxWx3, RGB) with the last frame read. ``boxes`` are the
+        """Compare ``image`` (HxW grey or HxWx3 BGR) with the last frame read. ``boxes`` are the
         vertical extents ``(top, bottom)``, as fractions of the height, of what the last reads
         found, so a band is grown to cover each box it touches. The caller must then read what
         the verdict says and call :meth:`read`."""

@@ -1,38 +1,41 @@
 """``objects`` pipeline: ultralytics YOLO on frames sampled at a configurable rate, batched.
 
-Weights come from ``<models_dir>/ultralytics/<name>`` (name from the profile, or the ``model``
-option); ``model`` may also name one of ultralytics' packaged ``*.yaml`` architectures, which
-builds the network with random weights (tests, smoke runs). ultralytics is imported with
-``YOLO_OFFLINE=1`` and its config dir under models_dir so it never reaches the network.
-With ``track`` on, frames go one by one through ``model.track(persist=True)`` and detections
-carry a ``track_id``.
+The weights (``.pt`` or ``.onnx``, a detection model) are named by the ``model`` option or the
+profile (see :mod:`.models`: ``<models_dir>/ultralytics/<file>`` for the built-in names, any file
+added with ``models add`` or ``[models.objects.<name>]``). ultralytics runs with
+``YOLO_OFFLINE=1`` and its settings dir in the job's writable cache dir (never models_dir, which
+may be read-only); its import may not change the job's thread settings (it sets
+``OMP_NUM_THREADS=1``; the value from before is put back). With ``track`` on, frames go one by one
+through ``model.track(persist=True)`` and detections carry a ``track_id``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from rtc_annotator.config import Settings
 from rtc_annotator.pipelines.base import (
     Availability,
-    ModelNotAvailable,
+    ModelInvalid,
     Pipeline,
     PipelineOptions,
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import Frame, iter_frames
+from rtc_annotator.pipelines.frames import Frame
 from rtc_annotator.pipelines.gate import ChangeGate, GateSettings
-from rtc_annotator.pipelines.profiles import probe_models, resolve_model
+from rtc_annotator.pipelines.models import ModelEntry, load_failed, model_for, model_option
+from rtc_annotator.pipelines.profiles import probe_models
 
 SCHEMA_VERSION = 1
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(pt|yaml|onnx|engine)$")
 
 
 class ObjectsOptions(PipelineOptions):
@@ -44,6 +47,9 @@ class ObjectsOptions(PipelineOptions):
     iou: float = Field(default=0.7, gt=0, le=1, description="NMS IoU threshold.")
     imgsz: int = Field(default=640, ge=32, le=4096, description="Inference image size.")
     track: bool = Field(default=False, description="Track objects across samples (track_id).")
+    tracker: Literal["bytetrack", "botsort"] = Field(
+        default="bytetrack", description="ultralytics tracker used with track (its own "
+        "default varies by version).")
     gate: bool = Field(
         default=False, description="Still content (slides, a fixed camera on an empty room): "
         "run the model only on samples whose picture changed; the others repeat the last "
@@ -52,17 +58,13 @@ class ObjectsOptions(PipelineOptions):
     gate_threshold: float = Field(
         default=4.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
     model: str | None = Field(
-        default=None,
-        description="Weights file in <models_dir>/ultralytics, or a packaged *.yaml (random "
-        "weights); default from the profile.",
-    )
+        default=None, description="Model name (`rtc-annotator models list`); default: the "
+        "profile's.")
 
     @field_validator("model")
     @classmethod
-    def _plain_name(cls, v: str | None) -> str | None:
-        if v is not None and not _MODEL_NAME.match(v):
-            raise ValueError("must be a plain file name like yolo11n.pt or yolo11n.yaml")
-        return v
+    def _check_model(cls, v: str | None) -> str | None:
+        return model_option(v)
 
 
 def result_payloads(result: Any, frame_pts_ms: int) -> list[dict[str, Any]]:
@@ -90,30 +92,61 @@ def result_payloads(result: Any, frame_pts_ms: int) -> list[dict[str, Any]]:
     return out
 
 
-def _offline_env(models_dir: Path | None) -> None:
+@contextlib.contextmanager
+def ultralytics_env(cache_dir: Path | None) -> Iterator[None]:
+    """Offline, settings in a writable dir; the caller's OMP_NUM_THREADS and OpenCV threads
+    are put back after ultralytics changed them on import."""
+    import cv2
+
     os.environ["YOLO_OFFLINE"] = "1"
-    if models_dir is not None:
-        os.environ.setdefault("YOLO_CONFIG_DIR", str(models_dir / "ultralytics" / "config"))
+    config = (cache_dir or Path(tempfile.gettempdir()) / "rtc-annotator") / "ultralytics"
+    config.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(config))
+    before = os.environ.get("OMP_NUM_THREADS")
+    cv_threads = cv2.getNumThreads()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+        cv2.setNumThreads(cv_threads)
 
 
-def load_yolo(options: ObjectsOptions, context: RunContext) -> Any:
-    _offline_env(context.models_dir)
-    if options.model is not None and options.model.endswith(".yaml"):
+@dataclass
+class LoadedYolo:
+    """A loaded detector and the settings it runs with."""
+
+    model: Any
+    threads: int
+    """torch threads for inference (ultralytics would set min(8, cores - 1))."""
+    half_arg: tuple[str, Any]
+    """How this ultralytics version is asked for fp16: quantize=16, or the older half=True."""
+
+
+def load_yolo(entry: ModelEntry, context: RunContext) -> LoadedYolo:
+    """Load the weights; a clear MODEL_INVALID for damaged files and non-detectors."""
+    with ultralytics_env(context.cache_dir):
+        import torch
+
+        threads = context.threads or torch.get_num_threads()
         from ultralytics import YOLO
+        from ultralytics.cfg import DEFAULT_CFG_DICT
 
-        return YOLO(options.model)
-    if options.model is not None:
-        path = (context.models_dir / "ultralytics" / options.model) if context.models_dir else None
-        if path is None or not path.is_file():
-            raise ModelNotAvailable(
-                f"objects model {options.model} is not in {context.models_dir}/ultralytics",
-                hint="copy it there or run rtc-annotator models fetch on a login node",
-            )
-    else:
-        _, path = resolve_model("objects", context.profile, context.models_dir)
-    from ultralytics import YOLO
-
-    return YOLO(str(path))
+        try:
+            model = YOLO(str(entry.path), task="detect" if entry.path.suffix == ".onnx" else None)
+        except Exception as exc:
+            raise load_failed(entry, exc, "the file is damaged or not an ultralytics YOLO "
+                              "checkpoint: copy it again, or export it again from training"
+                              ) from None
+    if model.task != "detect":
+        raise ModelInvalid(
+            f"objects: {entry.path} is a YOLO {model.task} model, not a detector",
+            hint="objects needs a detection model (trained with task=detect); choose another "
+            "with the objects option model, see `rtc-annotator models list`")
+    half = ("quantize", 16) if "quantize" in DEFAULT_CFG_DICT else ("half", True)
+    return LoadedYolo(model, threads, half)
 
 
 class ObjectsPipeline(Pipeline):
@@ -122,20 +155,29 @@ class ObjectsPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("object.detection",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "ultralytics")
     options_model: ClassVar[type[PipelineOptions]] = ObjectsOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
-        _offline_env(settings.worker.models_dir)
         return probe_models(self.name, self.requirements, settings)
 
     def run(
         self, video: Path, options: PipelineOptions, context: RunContext
     ) -> Iterator[PipelineOutput]:
         assert isinstance(options, ObjectsOptions)
-        model = load_yolo(options, context)
-        half = context.device == "cuda" and context.profile != "high_quality"
-        kwargs = {"conf": options.confidence, "iou": options.iou, "imgsz": options.imgsz,
-                  "device": "0" if context.device == "cuda" else "cpu", "half": half,
-                  "verbose": False}
+        loaded = load_yolo(model_for(context, self.name, options.model), context)
+        model = loaded.model
+        kwargs: dict[str, Any] = {
+            "conf": options.confidence, "iou": options.iou, "imgsz": options.imgsz,
+            "device": "0" if context.device == "cuda" else "cpu", "verbose": False}
+        if context.device == "cuda" and context.profile != "high_quality":
+            kwargs[loaded.half_arg[0]] = loaded.half_arg[1]
+        import numpy as np
+        import torch
+
+        # the first call sets the predictor up, and with it torch's threads to
+        # min(8, cores - 1): run it on a blank image, then put the threads back
+        model.predict(np.zeros((64, 64, 3), dtype=np.uint8), **kwargs)
+        torch.set_num_threads(loaded.threads)
         batch: list[Frame] = []
         # (frame, read?) in order: a frame the gate skipped repeats the last read's detections
         order: list[tuple[Frame, bool]] = []
@@ -146,7 +188,8 @@ class ObjectsPipeline(Pipeline):
         def flush() -> Iterator[PipelineOutput]:
             nonlocal last
             if options.track:
-                results = [model.track(f.image, persist=True, **kwargs)[0] for f in batch]
+                results = [model.track(f.image, persist=True, tracker=f"{options.tracker}.yaml",
+                                       **kwargs)[0] for f in batch]
             else:
                 results = model.predict([f.image for f in batch], **kwargs) if batch else []
             read = iter(results)
@@ -163,7 +206,7 @@ class ObjectsPipeline(Pipeline):
             batch.clear()
             order.clear()
 
-        for frame in iter_frames(video, every_ms=options.sample_every_ms):
+        for frame in context.frames(video, every_ms=options.sample_every_ms):
             if gate is not None and gate.decide(frame.image, frame.pts_ms).decision == "skip":
                 order.append((frame, False))
             else:
@@ -174,4 +217,4 @@ class ObjectsPipeline(Pipeline):
         if order:
             yield from flush()
         if gate is not None:
-            context.extra["gate"] = gate.stats.as_dict()
+            context.stats[self.name] = {"gate": gate.stats.as_dict()}

@@ -6,20 +6,24 @@ spans open without a model call, a frame where only some rows changed (a page nu
 inset) has just that band read. Spans are as exact as without the gate: a change is seen on the
 first sample after it, as a read would see it.
 
-The reader loads its detector and recognizer from ``<models_dir>/easyocr`` with
-``download_enabled=False``. :class:`TextSpanMerger` turns per-sample detections into spans: a
+The reader loads its detector and recognizer from the folder of the model named by the ``model``
+option or the profile (see :mod:`.models`; the built-in ``english_g2`` is
+``<models_dir>/easyocr``), with ``download_enabled=False``; easyocr's ``user_network`` dir is
+in the job's writable cache dir, never in models_dir (which may be read-only).
+:class:`TextSpanMerger` turns per-sample detections into spans: a
 text seen on consecutive samples is one ``ocr.text`` artifact from the first sample it appeared
 on to the first sample it was gone (or the end of the video), yielded when it closes.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rtc_annotator.config import Settings
 from rtc_annotator.logs import get_logger
@@ -30,9 +34,10 @@ from rtc_annotator.pipelines.base import (
     PipelineOutput,
     RunContext,
 )
-from rtc_annotator.pipelines.frames import iter_frames, open_video
+from rtc_annotator.pipelines.frames import open_video
 from rtc_annotator.pipelines.gate import ChangeGate, GatedReader, GateSettings
-from rtc_annotator.pipelines.profiles import probe_models, resolve_model
+from rtc_annotator.pipelines.models import load_failed, model_for, model_option
+from rtc_annotator.pipelines.profiles import probe_models
 
 SCHEMA_VERSION = 1
 _log = get_logger(__name__)
@@ -42,8 +47,18 @@ class OcrOptions(PipelineOptions):
     """Options of the ``ocr`` pipeline."""
 
     sample_every_ms: int = Field(default=1000, ge=1, description="One frame per this many ms.")
-    languages: list[str] = Field(default_factory=lambda: ["en"], description="easyocr languages.")
+    languages: list[str] | None = Field(
+        default=None, description="easyocr languages; default: the model's.")
     min_confidence: float = Field(default=0.3, ge=0, le=1, description="Drop weaker text.")
+    model: str | None = Field(
+        default=None, description="Model name (`rtc-annotator models list`); default: the "
+        "profile's.")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str | None) -> str | None:
+        return model_option(v)
+
     gate: bool = Field(
         default=True, description="Read a sampled frame only where the picture changed since "
         "the last frame read (off: read every sample whole).")
@@ -143,6 +158,7 @@ class OcrPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("ocr.text",)
     requirements: ClassVar[tuple[str, ...]] = ("torch", "easyocr")
     options_model: ClassVar[type[PipelineOptions]] = OcrOptions
+    uses_frames: ClassVar[bool] = True
 
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
@@ -151,20 +167,27 @@ class OcrPipeline(Pipeline):
         self, video: Path, options: PipelineOptions, context: RunContext
     ) -> Iterator[PipelineOutput]:
         assert isinstance(options, OcrOptions)
-        spec, _ = resolve_model(self.name, context.profile, context.models_dir)
-        assert context.models_dir is not None
-        store = context.models_dir / "easyocr"
+        entry = model_for(context, self.name, options.model)
+        languages = list(options.languages or entry.languages)
+        cache = (context.cache_dir or Path(tempfile.gettempdir()) / "rtc-annotator") / "easyocr"
+        (cache / "user_network").mkdir(parents=True, exist_ok=True)
         import easyocr
 
-        reader = easyocr.Reader(
-            options.languages, gpu=context.device == "cuda", model_storage_directory=str(store),
-            user_network_directory=str(store / "user_network"), download_enabled=False,
-            recog_network=spec.model, verbose=False,
-        )
+        try:
+            reader = easyocr.Reader(
+                languages, gpu=context.device == "cuda",
+                model_storage_directory=str(entry.path),
+                user_network_directory=str(cache / "user_network"), download_enabled=False,
+                detect_network=entry.detector, recog_network=entry.recognizer, verbose=False,
+            )
+        except Exception as exc:
+            raise load_failed(entry, exc, f"the folder must hold easyocr's {entry.detector} "
+                              f"detector and {entry.recognizer}.pth, complete and readable "
+                              f"for languages {','.join(languages)}") from None
         container = open_video(video)
         duration_ms = round(container.duration / 1000) if container.duration else 0
         container.close()
-        merger = TextSpanMerger(options.languages)
+        merger = TextSpanMerger(languages)
         settings = options.gate_settings()
         gate = ChangeGate(settings) if settings is not None else None
         size: list[int] = [0, 0]
@@ -176,12 +199,13 @@ class OcrPipeline(Pipeline):
 
         gated = GatedReader(read, vertical_extent, gate)
         last_ms = 0
-        for frame in iter_frames(video, every_ms=options.sample_every_ms, pixel_format="rgb24"):
+        # easyocr takes arrays as BGR (its grey image is cv2.COLOR_BGR2GRAY of them)
+        for frame in context.frames(video, every_ms=options.sample_every_ms):
             size[1], size[0] = frame.image.shape[:2]
             items = gated.items(frame.image, frame.pts_ms)
             yield from merger.sample(frame.pts_ms, items)
             last_ms = frame.pts_ms
         yield from merger.finish(max(duration_ms, last_ms))
         if gate is not None:
-            context.extra["gate"] = gate.stats.as_dict()
+            context.stats[self.name] = {"gate": gate.stats.as_dict()}
             _log.info("ocr gate", ctx=gate.stats.as_dict())

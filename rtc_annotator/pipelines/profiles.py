@@ -1,9 +1,10 @@
 """Model profiles: ``fast``, ``balanced``, ``high_quality`` -> model and precision per pipeline.
 
 Each :class:`ModelSpec` names the model (a faster-whisper size, an ultralytics weights file, the
-easyocr detector and recognizer files), the precision on GPU and on CPU, and the GPU memory it
-needs. Files live under ``[worker] models_dir``, laid out as ``rtc-annotator models fetch`` writes
-them::
+easyocr recognizer), the precision on GPU and on CPU, and the GPU memory it needs. This table is
+the default: ``[profiles.<profile>]`` in the configuration picks other models by name, and
+:mod:`.models` says where every named model lives. The built-in names are laid out under
+``[worker] models_dir`` as ``rtc-annotator models fetch`` writes them::
 
     <models_dir>/faster-whisper/<size>/model.bin (+ config.json, tokenizer.json, vocabulary.*)
     <models_dir>/ultralytics/<name>.pt
@@ -13,16 +14,11 @@ them::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from rtc_annotator.config import MODEL_PROFILES, Settings
-from rtc_annotator.pipelines.base import (
-    Availability,
-    ModelNotAvailable,
-    OptionsError,
-    check_profile,
-    module_importable,
-)
+from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.pipelines.base import Availability, module_importable
 from rtc_annotator.pipelines.gpu import detect_gpus
 
 
@@ -38,28 +34,21 @@ class ModelSpec:
     """Precision on CPU."""
     min_gpu_mb: int
     """GPU memory the model needs to run with a small batch."""
-    files: tuple[str, ...]
-    """Paths relative to models_dir that must exist."""
 
     def precision(self, device: str) -> str:
         return self.gpu_precision if device == "cuda" else self.cpu_precision
 
 
 def _whisper(size: str, gpu: str, cpu: str, mb: int) -> ModelSpec:
-    return ModelSpec(size, gpu, cpu, mb, (f"faster-whisper/{size}/model.bin",))
+    return ModelSpec(size, gpu, cpu, mb)
 
 
 def _yolo(name: str, gpu: str, mb: int) -> ModelSpec:
-    return ModelSpec(name, gpu, "fp32", mb, (f"ultralytics/{name}",))
-
-
-EASYOCR_DETECTOR = "craft_mlt_25k.pth"
+    return ModelSpec(name, gpu, "fp32", mb)
 
 
 def _easyocr(recognizer: str, mb: int) -> ModelSpec:
-    return ModelSpec(
-        recognizer, "fp32", "fp32", mb, (f"easyocr/{EASYOCR_DETECTOR}", f"easyocr/{recognizer}.pth")
-    )
+    return ModelSpec(recognizer, "fp32", "fp32", mb)
 
 
 PROFILES: dict[str, dict[str, ModelSpec]] = {
@@ -91,15 +80,13 @@ def model_spec(pipeline: str, profile: str) -> ModelSpec | None:
     return PROFILES[profile].get(pipeline)
 
 
-def missing_files(spec: ModelSpec, models_dir: Path | None) -> list[str]:
-    """Files of ``spec`` absent from ``models_dir`` (all of them when it is unset)."""
-    if models_dir is None:
-        return list(spec.files)
-    return [f for f in spec.files if not (models_dir / f).is_file()]
-
-
 def probe_models(pipeline: str, requirements: tuple[str, ...], settings: Settings) -> Availability:
-    """Availability of a model pipeline: imports, weights per profile, GPU memory."""
+    """Availability of a model pipeline: libraries installed, models held and usable, GPU memory.
+
+    Nothing is imported: libraries are looked up with :func:`module_importable` (find_spec),
+    YOLO files are read in a subprocess (:func:`~.models.describe`)."""
+    from rtc_annotator.pipelines.models import Catalog, describe, meta_cache, profiles_using
+
     for module in requirements:
         reason = module_importable(module)
         if reason:
@@ -107,45 +94,47 @@ def probe_models(pipeline: str, requirements: tuple[str, ...], settings: Setting
             if extra:
                 reason += f" (install: pip install -c constraints.txt 'rtc-annotator[{extra}]')"
             return Availability(False, reason)
-    models_dir = settings.worker.models_dir
-    if models_dir is None:
+    try:
+        catalog = Catalog.from_settings(settings)
+    except RtcAnnotatorError as exc:
+        return Availability(False, exc.message)
+    entries = catalog.entries.get(pipeline, {})
+    if settings.worker.models_dir is None and not entries:
         return Availability(
-            False, "[worker] models_dir is not set (fill it with `rtc-annotator models fetch`)"
+            False, "[worker] models_dir is not set (fill it with `rtc-annotator models add` or "
+            "`rtc-annotator models fetch`)"
         )
     gpus = detect_gpus()
     biggest = max((g.memory_mb for g in gpus), default=None)
-    present: list[str] = []
+    cache = meta_cache(settings)
+    usable: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
-    for profile in MODEL_PROFILES:
-        spec = model_spec(pipeline, profile)
-        if spec is None:
+    for name, entry in sorted(entries.items()):
+        if entry.problem():
             continue
-        missing = missing_files(spec, models_dir)
-        if missing:
-            notes.append(f"{profile}: missing {', '.join(missing)}")
-        elif biggest is not None and biggest < spec.min_gpu_mb:
-            notes.append(
-                f"{profile}: needs {spec.min_gpu_mb} MiB GPU memory, largest has {biggest}"
-            )
-        else:
-            present.append(profile)
-    if not present:
-        return Availability(False, f"no usable weights in {models_dir}: " + "; ".join(notes))
-    return Availability(True, "; ".join(notes), tuple(present))
-
-
-def resolve_model(pipeline: str, profile: str, models_dir: Path | None) -> tuple[ModelSpec, Path]:
-    """Spec and first weights path of ``pipeline`` under ``profile``; raise if absent."""
-    check_profile(profile)
-    spec = model_spec(pipeline, profile)
-    if spec is None:
-        raise OptionsError(f"pipeline {pipeline} has no model")
-    missing = missing_files(spec, models_dir)
-    if missing or models_dir is None:
-        where = str(models_dir) if models_dir is not None else "[worker] models_dir (unset)"
-        raise ModelNotAvailable(
-            f"{pipeline} ({profile}) needs {', '.join(missing)} in {where}",
-            hint=f"on a machine with internet run: rtc-annotator models fetch --profile {profile}"
-            f" --to {models_dir or 'DIR'}",
-        )
-    return spec, models_dir / spec.files[0]
+        info = describe(entry, cache)
+        if entry.path.suffix == ".onnx" and module_importable("onnxruntime"):
+            info["error"] = ("ONNX weights need onnxruntime: pip install onnxruntime "
+                             "(onnxruntime-gpu on a GPU worker)")
+        if "error" in info:
+            notes.append(f"model {name}: {info.pop('error')}")
+            continue
+        usable[name] = info
+    for profile in MODEL_PROFILES:
+        name = catalog.profile_model(pipeline, profile)
+        spec = model_spec(pipeline, profile)
+        chosen = entries.get(name)
+        if name in usable:
+            if biggest is not None and spec is not None and biggest < spec.min_gpu_mb:
+                notes.append(f"{profile}: needs {spec.min_gpu_mb} MiB GPU memory, "
+                             f"largest has {biggest}")
+                usable.pop(name)
+        elif chosen is None:
+            notes.append(f"{profile}: no model named {name}")
+        elif chosen.problem():
+            notes.append(f"{profile}: {name} {chosen.problem()}")
+    if not usable:
+        where = settings.worker.models_dir or "the configured [models] tables"
+        return Availability(False, f"no usable weights in {where}: " + "; ".join(notes))
+    profiles = profiles_using(catalog, pipeline, set(usable))
+    return Availability(True, "; ".join(notes), profiles, tuple(usable.values()))

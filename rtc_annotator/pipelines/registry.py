@@ -2,17 +2,21 @@
 
 Entries are ``"module:Class"`` strings so that a job's child process (spawned, fresh
 interpreter) rebuilds the same pipelines from the same registry; tests and embedders can pass a
-:class:`Registry` with extra entries.
+:class:`Registry` with extra entries. The default registry holds the built-ins plus the pipelines
+installed packages declare in the ``rtc_annotator.pipelines`` entry-point group (see
+:mod:`rtc_annotator.pipelines.plugins`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from rtc_annotator.config import Settings
+from rtc_annotator.errors import RtcAnnotatorError
 from rtc_annotator.pipelines.base import Availability, Pipeline, UnknownPipeline
+from rtc_annotator.pipelines.plugins import load_pipeline, plugin_origin, plugin_pipelines
 
 BUILTIN: dict[str, str] = {
     "metadata": "rtc_annotator.pipelines.metadata:MetadataPipeline",
@@ -39,13 +43,17 @@ class PipelineStatus:
     """Why not (or a note)."""
     profiles: tuple[str, ...]
     """Profiles whose weights are present."""
+    models: tuple[dict[str, Any], ...] = ()
+    """Usable models (model pipelines): pipeline, name, kind, sha256, classes."""
 
 
 class Registry:
     """Maps pipeline names to pipeline classes given as ``module:Class`` paths."""
 
     def __init__(self, entries: Mapping[str, str] | None = None) -> None:
-        self.entries: dict[str, str] = dict(BUILTIN if entries is None else entries)
+        if entries is None:
+            entries = {**BUILTIN, **plugin_pipelines(BUILTIN)}
+        self.entries: dict[str, str] = dict(entries)
 
     def with_entries(self, extra: Mapping[str, str]) -> Registry:
         return Registry({**self.entries, **extra})
@@ -60,12 +68,7 @@ class Registry:
             raise UnknownPipeline(
                 f"unknown pipeline {name!r}", hint=f"known pipelines: {', '.join(self.entries)}"
             )
-        module, _, attr = path.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-        pipeline = cls()
-        if not isinstance(pipeline, Pipeline):
-            raise TypeError(f"{path} is not a Pipeline")
-        return pipeline
+        return load_pipeline(name, path)
 
     def statuses(
         self, settings: Settings, names: Iterable[str] | None = None
@@ -74,18 +77,38 @@ class Registry:
         offered = settings.worker.pipelines
         rows = []
         for name in names if names is not None else self.entries:
-            pipeline = self.get(name)
+            try:
+                pipeline = self.get(name)
+            except RtcAnnotatorError as exc:  # a plugin that does not load: say why, go on
+                rows.append(PipelineStatus(name, "?", (), False, exc.one_line(), ()))
+                continue
             if offered is not None and name not in offered:
                 avail = Availability(False, "not offered: not listed in [worker] pipelines")
             else:
-                avail = pipeline.probe(settings)
+                avail = _probe(pipeline, name, self.entries[name], settings)
             rows.append(
                 PipelineStatus(
                     name, pipeline.version, pipeline.artifact_types, avail.ok, avail.reason,
-                    avail.profiles,
+                    avail.profiles, avail.models,
                 )
             )
         return rows
+
+
+def _probe(pipeline: Pipeline, name: str, target: str, settings: Settings) -> Availability:
+    """A pipeline's probe; for a plugin, a probe that raises means unavailable (with why),
+    and an available plugin's note says which package it comes from."""
+    entry = plugin_origin(target)
+    if entry is None:
+        return pipeline.probe(settings)
+    try:
+        avail = pipeline.probe(settings)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+        return Availability(False, f"probe of pipeline {name!r} (plugin from {entry.origin}) "
+                                   f"raised {reason} -- {entry.reinstall_hint}")
+    note = f"plugin from {entry.origin}"
+    return replace(avail, reason=f"{avail.reason}; {note}" if avail.reason else note)
 
 
 DEFAULT_REGISTRY = Registry()

@@ -69,8 +69,10 @@ def _duration_ms(video: Path) -> int | None:
         container.close()
 
 
-def detect_scenes(video: Path, opts: ScenesOptions) -> Iterator[dict[str, Any]]:
-    """Yield ``scene`` payloads in order, each as soon as its end is known."""
+def detect_scenes(video: Path, opts: ScenesOptions, context: RunContext | None = None
+                  ) -> Iterator[dict[str, Any]]:
+    """Yield ``scene`` payloads in order, each as soon as its end is known (frames from
+    ``context.frames`` when given, so a job shares its decoding)."""
     from scenedetect import FrameTimecode
     from scenedetect.common import Timecode
 
@@ -94,7 +96,8 @@ def detect_scenes(video: Path, opts: ScenesOptions) -> Iterator[dict[str, Any]]:
 
     origin_ms = 0
     first = True
-    for frame in iter_frames(video, max_width=opts.downscale_width or None):
+    source = context.frames if context is not None else iter_frames
+    for frame in source(video, max_width=opts.downscale_width or None):
         if first:
             # ms times are relative to the container start; keep the same zero for cut times
             origin_ms = pts_to_ms(frame.pts, frame.time_base) - frame.pts_ms
@@ -148,12 +151,13 @@ class ScenesPipeline(Pipeline):
     artifact_types: ClassVar[tuple[str, ...]] = ("scene",)
     requirements: ClassVar[tuple[str, ...]] = ("av", "scenedetect", "cv2")
     options_model: ClassVar[type[PipelineOptions]] = ScenesOptions
+    uses_frames: ClassVar[bool] = True
 
     def run(
         self, video: Path, options: PipelineOptions, context: RunContext
     ) -> Iterator[PipelineOutput]:
         assert isinstance(options, ScenesOptions)
-        for payload in detect_scenes(video, options):
+        for payload in detect_scenes(video, options, context):
             yield PipelineOutput(
                 "scene", SCHEMA_VERSION, payload["start_ms"], payload["end_ms"], payload
             )

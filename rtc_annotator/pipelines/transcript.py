@@ -1,8 +1,10 @@
 """``transcript`` pipeline: faster-whisper with VAD, word timestamps and language detection.
 
-The model directory is ``<models_dir>/faster-whisper/<size>`` (size from the profile); it is
-loaded with ``local_files_only=True`` so nothing is downloaded. The compute type comes from the
-profile (GPU precision on CUDA, int8 on CPU). faster-whisper decodes lazily: each segment is
+The model is a CTranslate2 Whisper folder named by the ``model`` option or the profile (see
+:mod:`.models`: ``<models_dir>/faster-whisper/<size>`` for the built-in names, any folder added
+with ``models add`` or ``[models.transcript.<name>]``); it is loaded with
+``local_files_only=True`` so nothing is downloaded. The compute type comes from the profile (GPU
+precision on CUDA, int8 on CPU). faster-whisper decodes lazily: each segment is
 converted and yielded as soon as it is decoded.
 """
 
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rtc_annotator.config import Settings
 from rtc_annotator.logs import get_logger
@@ -26,7 +28,8 @@ from rtc_annotator.pipelines.base import (
     VideoError,
 )
 from rtc_annotator.pipelines.frames import open_video
-from rtc_annotator.pipelines.profiles import probe_models, resolve_model
+from rtc_annotator.pipelines.models import load_failed, model_for, model_option
+from rtc_annotator.pipelines.profiles import model_spec, probe_models
 
 SCHEMA_VERSION = 1
 log = get_logger(__name__)
@@ -40,6 +43,15 @@ class TranscriptOptions(PipelineOptions):
     beam_size: int | None = Field(default=None, ge=1, le=20, description="Default from profile.")
     vad_filter: bool = Field(default=True, description="Skip silence with Silero VAD.")
     min_silence_ms: int = Field(default=500, ge=0, description="VAD: silence that splits speech.")
+    model: str | None = Field(
+        default=None, description="Model name (`rtc-annotator models list`); default: the "
+        "profile's.")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str | None) -> str | None:
+        return model_option(v)
+
     batched: bool = Field(
         default=False, description="faster-whisper's batched inference: speech chunks found by "
         "VAD decoded several at a time. Faster on a GPU; on a CPU it is not. Same timestamps "
@@ -108,19 +120,26 @@ class TranscriptPipeline(Pipeline):
         self, video: Path, options: PipelineOptions, context: RunContext
     ) -> Iterator[PipelineOutput]:
         assert isinstance(options, TranscriptOptions)
-        spec, _ = resolve_model(self.name, context.profile, context.models_dir)
-        assert context.models_dir is not None
-        model_dir = context.models_dir / "faster-whisper" / spec.model
+        entry = model_for(context, self.name, options.model)
+        spec = model_spec(self.name, context.profile)
+        assert spec is not None
         open_video(video).close()  # a clear VIDEO_ERROR for non-videos
         if not has_audio(video):
             log.info("no audio stream, no transcript", ctx={"job": context.job_id})
             return
         from faster_whisper import WhisperModel
 
-        model = WhisperModel(
-            str(model_dir), device=context.device, compute_type=spec.precision(context.device),
-            local_files_only=True,
-        )
+        try:
+            model = WhisperModel(
+                str(entry.path), device=context.device,
+                compute_type=spec.precision(context.device), local_files_only=True,
+                cpu_threads=context.threads or 0,
+            )
+        except Exception as exc:
+            raise load_failed(entry, exc, "the folder must hold a complete CTranslate2 Whisper "
+                              "model (model.bin, config.json, tokenizer.json, vocabulary); "
+                              "copy it again or convert it with ct2-transformers-converter"
+                              ) from None
         common: dict[str, Any] = {
             "language": options.language,
             "beam_size": options.beam_size or _BEAM[context.profile],

@@ -13,8 +13,8 @@ Errors::
 
 Message types (exact strings): HELLO, JOB_REQUEST, JOB_ACCEPTED, BACKEND_NOT_AVAILABLE,
 PATH_ERROR, JOB_REJECTED, TRANSFER_OFFER, TRANSFER_STATUS, TRANSFER_DONE, PROGRESS,
-ARTIFACT_BATCH, ARTIFACT_ACK, JOB_DONE, JOB_FAILED, CANCEL, ATTACH, PING, PONG.
-See docs/transport.md for the flows.
+ARTIFACT_BATCH, ARTIFACT_ACK, JOB_DONE, JOB_FAILED, CANCEL, ATTACH, JOB_MOVED, PING, PONG,
+AUTH_CHALLENGE, AUTH_PROOF. See docs/transport.md for the flows and :mod:`.auth` for the proofs.
 """
 
 from __future__ import annotations
@@ -206,11 +206,24 @@ class ArtifactAck(_Msg):
     )
 
 
+class GateSummary(_Msg):
+    """What a pipeline's change gate did over one job."""
+
+    frames: int = Field(ge=0, description="Sampled frames compared.")
+    full_reads: int = Field(ge=0, description="Frames the model read whole.")
+    band_reads: int = Field(ge=0, description="Frames of which the model read only a band.")
+    calls_saved: int = Field(ge=0, description="Frames not read at all (model calls saved).")
+    compare_s: float = Field(ge=0, description="Seconds spent comparing frames.")
+
+
 class PipelineStats(_Msg):
     """Counts and timings of one pipeline."""
 
     artifacts: int = Field(ge=0, description="Artifacts emitted.")
     seconds: float = Field(ge=0, description="Wall time of the pipeline.")
+    gate: GateSummary | None = Field(
+        default=None, description="What the pipeline's change gate did (ocr; objects with "
+        "gate on); nil without a gate.")
 
 
 class JobDone(_Msg):
@@ -247,6 +260,33 @@ class Attach(_Msg):
     type: Literal["ATTACH"] = "ATTACH"
     job_id: str = Field(pattern=JOB_ID_PATTERN, description="The job.")
     last_acked_seq: int = Field(ge=0, description="Highest batch the client has stored.")
+
+
+class JobMoved(_Msg):
+    """Worker tells a link that the job's stream moved to another link of the same owner."""
+
+    type: Literal["JOB_MOVED"] = "JOB_MOVED"
+    job_id: str = Field(description="The job.")
+    message: str = Field(default="", description="Human-readable explanation.")
+
+
+class AuthChallenge(_Msg):
+    """Sent by each side right after HELLO: a fresh nonce the other side must sign over."""
+
+    type: Literal["AUTH_CHALLENGE"] = "AUTH_CHALLENGE"
+    nonce: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$",
+                       description="32 random bytes, base64url without padding.")
+
+
+class AuthProof(_Msg):
+    """Answer to the peer's AUTH_CHALLENGE: the sender's key proven over this connection."""
+
+    type: Literal["AUTH_PROOF"] = "AUTH_PROOF"
+    public_key: str | None = Field(
+        default=None, description="'ed25519:' + base64url key; null: the sender has no key.")
+    signature: str = Field(default="", description="Ed25519 signature of the transcript.")
+    vouch: str | None = Field(
+        default=None, description="Room admin's vouch for public_key (workers), or null.")
 
 
 class Ping(_Msg):
@@ -287,6 +327,9 @@ PeerMessage = Annotated[
     | JobFailed
     | Cancel
     | Attach
+    | JobMoved
+    | AuthChallenge
+    | AuthProof
     | Ping
     | Pong
     | Error,
@@ -298,7 +341,8 @@ MESSAGE_TYPES: frozenset[str] = frozenset(
     for m in (
         Hello, JobRequest, JobAccepted, BackendNotAvailable, PathErrorMsg, JobRejected,
         TransferOffer, TransferStatus, TransferDone, Progress, ArtifactBatch, ArtifactAck,
-        JobDone, JobFailed, Cancel, Attach, Ping, Pong, Error,
+        JobDone, JobFailed, Cancel, Attach, JobMoved, AuthChallenge, AuthProof, Ping, Pong,
+        Error,
     )
 )
 

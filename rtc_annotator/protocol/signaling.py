@@ -123,6 +123,23 @@ class GpuInfo(_Model):
     memory_mb: int = Field(ge=0, description="Total device memory in MiB.")
 
 
+class ModelInfo(_Model):
+    """A model a worker holds: jobs name it in a pipeline's ``model`` option."""
+
+    pipeline: Name = Field(description="The pipeline that runs it: transcript, objects, ocr.")
+    name: Name = Field(description="The name jobs use, e.g. tiny.en or yolo11m.pt.")
+    kind: str = Field(default="", max_length=32,
+                      description="Format: faster-whisper, yolo or easyocr.")
+    sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$",
+                        description="sha256 of the file (of a folder: of its files' sha256).")
+    classes: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=1000,
+        description="Class names a detector reports (objects); empty for other kinds.")
+
+    def key(self) -> str:
+        return f"{self.pipeline}/{self.name}"
+
+
 class WorkerCapabilities(_Model):
     """What a worker registers: who it is and what it can run."""
 
@@ -143,8 +160,17 @@ class WorkerCapabilities(_Model):
         description="Pipelines it cannot run, each with the reason (missing weights, ...).",
     )
 
+    models: list[ModelInfo] = Field(
+        default_factory=list, max_length=256,
+        description="Models it holds for its model pipelines.",
+    )
+
     def max_gpu_memory_mb(self) -> int:
         return max((g.memory_mb for g in self.gpus), default=0)
+
+    def model_keys(self) -> set[str]:
+        """``pipeline/name`` of every model it holds."""
+        return {m.key() for m in self.models}
 
     def backend_names(self) -> set[str]:
         return {b.name for b in self.storage_backends}
@@ -165,6 +191,11 @@ class RoutingPolicy(_Model):
     max_queue: int = Field(default=1000, ge=0, le=100_000, description="Queued requests per room.")
     recent_window_s: float = Field(
         default=600.0, gt=0, description="Window for the 'fewest recent jobs' tie-break."
+    )
+    wait_for_workers: bool = Field(
+        default=False,
+        description="Queue a request that no online worker could take (instead of "
+        "NO_MATCHING_WORKER): for rooms whose workers `rtc-annotator pool` starts on demand.",
     )
 
 
@@ -187,6 +218,13 @@ class Requirements(_Model):
         default_factory=list, max_length=64,
         description="Never route to these workers (e.g. one that just died mid-job).",
     )
+    models: dict[Name, Name] = Field(
+        default_factory=dict, max_length=64,
+        description="pipeline -> model name the job asks for: only workers holding it.",
+    )
+
+    def model_keys(self) -> frozenset[str]:
+        return frozenset(f"{p}/{m}" for p, m in self.models.items())
 
 
 # --------------------------------------------------------------------------- requests
@@ -332,6 +370,13 @@ class Decisions(_Model):
     limit: int = Field(default=50, ge=1, le=1000)
 
 
+class RouteQueue(_Model):
+    """Admin: the room's queued route requests with their requirements, oldest first."""
+
+    type: Literal["route_queue"]
+    id: RequestId
+
+
 class CreateRoom(_Model):
     """Server admin (hello with admin_secret): create a room; answered with its admin token."""
 
@@ -344,14 +389,14 @@ class CreateRoom(_Model):
 Request = Annotated[
     Hello | Register | LoadUpdate | Heartbeat | ListWorkers | Route | CancelRoute | Signal
     | EndSession | IssueToken | RevokeToken | GetPolicy | SetPolicy | Drain | Decisions
-    | CreateRoom,
+    | CreateRoom | RouteQueue,
     Field(discriminator="type"),
 ]
 REQUEST_TYPES: dict[str, type[BaseModel]] = {
     m.model_fields["type"].annotation.__args__[0]: m  # type: ignore[union-attr]
     for m in (Hello, Register, LoadUpdate, Heartbeat, ListWorkers, Route, CancelRoute, Signal,
               EndSession, IssueToken, RevokeToken, GetPolicy, SetPolicy, Drain, Decisions,
-              CreateRoom)
+              CreateRoom, RouteQueue)
 }
 _REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(Request)
 
@@ -381,6 +426,16 @@ class Decision(_Model):
     candidates: int = Field(default=0, description="Workers that could take it now.")
     reason: str = Field(default="", description="Human-readable explanation.")
     requirements: Requirements = Field(default_factory=Requirements)
+
+
+class QueuedRequest(_Model):
+    """One waiting route request, as listed by ``route_queue``."""
+
+    route_id: str = Field(description="Id of the route request.")
+    client: str = Field(description="Requesting peer.")
+    position: int = Field(description="1 for the next one served.")
+    waiting_s: float = Field(description="Seconds since it was queued.")
+    requirements: Requirements
 
 
 class ErrorFrame(ErrorEnvelope):

@@ -276,6 +276,14 @@ class ClientSession:
                 result.error = msg.error
                 self._jobs.pop(view.job_id, None)
                 return result
+            elif isinstance(msg, proto.JobMoved):
+                _log.warning("job followed on another link now", ctx={"job": view.job_id})
+                result.last_seq = view.last_seq
+                result.error = ErrorEnvelope(
+                    code="JOB_MOVED", message=msg.message or "the job moved to another link",
+                    hint="another connection of yours attached to this job")
+                self._jobs.pop(view.job_id, None)
+                return result
 
     async def attach(self, job_id: str, *, last_acked_seq: int = 0,
                      input_path: Path | str | None = None) -> JobResult:

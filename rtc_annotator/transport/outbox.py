@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Collection
@@ -45,7 +46,8 @@ def _check_job(job_id: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of its own: two acks of one job may write "acked" at once from two threads
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -158,6 +160,23 @@ class Outbox:
             msg = proto.decode(path.read_bytes())
             assert isinstance(msg, proto.JobDone | proto.JobFailed)
             return msg
+
+        return await asyncio.to_thread(read)
+
+    async def set_owner(self, job_id: str, owner: str) -> None:
+        """Record which client identity submitted the job (checked on ATTACH after a restart)."""
+        folder = self._dir(job_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_atomic_write, folder / "owner", owner.encode())
+
+    async def owner(self, job_id: str) -> str | None:
+        path = self._dir(job_id) / "owner"
+
+        def read() -> str | None:
+            try:
+                return path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
 
         return await asyncio.to_thread(read)
 

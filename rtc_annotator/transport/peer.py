@@ -10,6 +10,11 @@ Offer/answer go through a :class:`Signaler` (the signaling client's ``send_signa
 before ``setLocalDescription`` returns, so one offer and one answer carry everything.
 
 After the channels open, both sides send ``HELLO`` and agree on the highest common version.
+Then each side sends ``AUTH_CHALLENGE`` (a fresh nonce) and answers the other's with
+``AUTH_PROOF``: its long-term key signed over this connection's DTLS fingerprints, the session id
+and that nonce (:mod:`rtc_annotator.protocol.auth`). A proof that does not verify ends the
+connection (``PEER_AUTH_FAILED``); a client with ``require_vouched`` also refuses a worker whose
+key the room admin did not vouch for (``PEER_NOT_TRUSTED``).
 Application heartbeats (``PING`` every ``heartbeat_s``) notice a silent peer within
 ``dead_after_s`` (aiortc's own consent check takes about 30 s); the link then closes itself.
 """
@@ -20,7 +25,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -30,8 +35,10 @@ from rtc_annotator import __version__
 from rtc_annotator.config import IceSettings
 from rtc_annotator.errors import ProtocolError, RtcAnnotatorError
 from rtc_annotator.logs import get_logger
+from rtc_annotator.protocol import auth
 from rtc_annotator.protocol import peer as proto
 from rtc_annotator.transport.ice import restrict_host_candidates, rtc_configuration
+from rtc_annotator.trust import LocalIdentity, TrustPolicy
 
 _ids = itertools.count(1)
 
@@ -86,12 +93,14 @@ class CallbackSignaler:
     def for_session(cls, client: Any, session_id: str) -> CallbackSignaler:
         """Signaler over ``rtc_annotator.signaling_client``'s relay for one session."""
         return cls(lambda data: client.send_signal(session_id, data),
-                   lambda: client.next_signal(session_id))
+                   lambda: client.next_signal(session_id), session_id=session_id)
 
     def __init__(self, send: Callable[[dict[str, Any]], Any],
-                 recv: Callable[[], Any]) -> None:
+                 recv: Callable[[], Any], *, session_id: str = "") -> None:
         self._send = send
         self._recv = recv
+        self.session_id = session_id
+        """The signaling session (used by the auth proofs when LinkOptions names none)."""
 
     async def send(self, data: dict[str, Any]) -> None:
         await self._send(data)
@@ -120,6 +129,12 @@ class LinkOptions:
     """send_bulk waits while more than this is buffered."""
     max_message_bytes: int = proto.MAX_MESSAGE_BYTES
     """Largest control message accepted."""
+    session_id: str = ""
+    """Signaling session id of this connection (part of what the auth proofs sign)."""
+    identity: LocalIdentity | None = None
+    """This side's key (and vouch) to prove; None: prove nothing."""
+    trust: TrustPolicy = field(default_factory=TrustPolicy)
+    """What the client demands of the worker's proof."""
 
 
 BulkHandler = Callable[[bytes], None]
@@ -138,6 +153,13 @@ class PeerLink:
         self.role = role
         self.name = name
         self.peer_hello: proto.Hello | None = None
+        self.peer_key: str | None = None
+        """The peer's public key, proven over this connection (None: it proved none)."""
+        self.peer_vouch: auth.Vouch | None = None
+        """The admin's vouch for ``peer_key``, when checked against [trust] admin_public_keys."""
+        self.peer_identity: str | None = None
+        """Who the signaling server says the peer is (set by the caller; jobs belong to it)."""
+        self.peer_proof: proto.AuthProof | None = None
         self.version = 0
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -145,6 +167,9 @@ class PeerLink:
         self.bulk_received_bytes = 0
         self._incoming: asyncio.Queue[proto.PeerMessage | None] = asyncio.Queue()
         self._hello: asyncio.Future[proto.Hello] = asyncio.get_running_loop().create_future()
+        loop = self._hello.get_loop()
+        self._challenge: asyncio.Future[proto.AuthChallenge] = loop.create_future()
+        self._proof: asyncio.Future[proto.AuthProof] = loop.create_future()
         self._bulk_low = asyncio.Event()
         self._bulk_handler: BulkHandler | None = None
         self._loop = asyncio.get_running_loop()
@@ -168,6 +193,9 @@ class PeerLink:
                       name: str = "", options: LinkOptions | None = None) -> PeerLink:
         """Establish the connection (offerer or answerer) and exchange HELLO."""
         opts = options or LinkOptions()
+        signaled_session = getattr(signaler, "session_id", None)
+        if not opts.session_id and isinstance(signaled_session, str) and signaled_session:
+            opts = replace(opts, session_id=signaled_session)
         pc = RTCPeerConnection(rtc_configuration(opts.ice, opts.extra_ice_servers))
         try:
             async with asyncio.timeout(opts.connect_timeout_s):
@@ -228,6 +256,56 @@ class PeerLink:
             with contextlib.suppress(RtcAnnotatorError):
                 await self.send(proto.Error(error=exc.envelope()))
             raise
+        try:
+            await self._authenticate()
+        except (auth.AuthFailed, auth.PeerNotTrusted) as exc:
+            self._log.warning("peer refused", ctx={"code": exc.code, "error": exc.message})
+            with contextlib.suppress(RtcAnnotatorError):
+                await self.send(proto.Error(error=exc.envelope()))
+            raise
+
+    def _binding(self) -> auth.Binding:
+        return auth.Binding(session_id=self.options.session_id,
+                            local_fp=auth.sdp_fingerprints(self.pc.localDescription.sdp),
+                            remote_fp=auth.sdp_fingerprints(self.pc.remoteDescription.sdp))
+
+    def _make_proof(self, challenge: proto.AuthChallenge) -> proto.AuthProof:
+        """Our answer to the peer's challenge (tests override it to replay a stolen proof)."""
+        me = self.options.identity
+        if me is None:
+            return proto.AuthProof()
+        nonce = auth.unb64(challenge.nonce, what="challenge nonce")
+        return proto.AuthProof(public_key=me.public_key, vouch=me.vouch,
+                               signature=auth.make_proof(me.key, self.role, self._binding(), nonce))
+
+    async def _authenticate(self) -> None:
+        """Challenge the peer, answer its challenge, check its proof (see protocol.auth)."""
+        nonce = auth.new_nonce()
+        await self.send(proto.AuthChallenge(nonce=auth.b64(nonce)))
+        await self.send(self._make_proof(await self._challenge))
+        proof = await self._proof
+        self.peer_proof = proof
+        peer_role: Literal["client", "worker"] = "worker" if self.role == "client" else "client"
+        if proof.public_key is not None:
+            auth.verify_proof(proof.public_key, proof.signature, peer_role, self._binding(), nonce)
+            self.peer_key = proof.public_key
+        if self.role != "client":
+            return  # workers take any client; jobs belong to the client's identity
+        policy = self.options.trust
+        if not policy.require_vouched:
+            self._log.info("worker identity not checked against a vouch: "
+                           "[trust] require_vouched is off",
+                           ctx={"worker_key": self.peer_key or "-"})
+            return
+        if proof.public_key is None:
+            raise auth.PeerNotTrusted("the worker proved no key and [trust] require_vouched is on")
+        if proof.vouch is None:
+            raise auth.PeerNotTrusted(f"the worker's key {proof.public_key[:20]}... carries no "
+                                      "vouch from the room admin")
+        self.peer_vouch = auth.check_vouch(proof.vouch, public_key=proof.public_key,
+                                           admin_keys=policy.admin_public_keys, room=policy.room)
+        self._log.info("worker key vouched for", ctx={"worker": self.peer_vouch.name,
+                                                      "worker_key": self.peer_key})
 
     # ------------------------------------------------------------------ control channel
 
@@ -250,11 +328,22 @@ class PeerLink:
             if not self._hello.done():
                 self._hello.set_result(msg)
             return
+        if isinstance(msg, proto.AuthChallenge):
+            if not self._challenge.done():
+                self._challenge.set_result(msg)
+            return
+        if isinstance(msg, proto.AuthProof):
+            if not self._proof.done():
+                self._proof.set_result(msg)
+            return
         if isinstance(msg, proto.Error):
             self._log.warning("peer reported error", ctx={"code": msg.error.code,
                                                           "error": msg.error.message})
-            if not self._hello.done():
-                self._hello.set_exception(ProtocolError(msg.error.message, code=msg.error.code))
+            for fut in (self._hello, self._challenge, self._proof):
+                if not fut.done():
+                    fut.set_exception(ProtocolError(msg.error.message, code=msg.error.code,
+                                                    hint=msg.error.hint))
+                    fut.exception()  # a later stage may never await it
             return
         self._incoming.put_nowait(msg)
 
@@ -351,10 +440,11 @@ class PeerLink:
         self.closed.set()
         self._bulk_low.set()
         self._incoming.put_nowait(None)
-        if not self._hello.done():
-            self._hello.set_exception(LinkClosed(f"link closed during handshake ({reason})"))
-            # Nobody may await it any more (connect timed out): mark it retrieved.
-            self._hello.exception()
+        for fut in (self._hello, self._challenge, self._proof):
+            if not fut.done():
+                fut.set_exception(LinkClosed(f"link closed during handshake ({reason})"))
+                # Nobody may await it any more (connect timed out): mark it retrieved.
+                fut.exception()
         self._log.info("link closed", ctx={"reason": reason})
         for cb in self._close_callbacks:
             cb(self)

@@ -18,6 +18,14 @@ The executor runs the pipelines::
 rate=None)`` sends a PROGRESS. It returns per-pipeline stats ``{name: {"artifacts": n,
 "seconds": s}}`` (optionally wrapped as ``{"pipelines": {...}}``). Every way a job ends goes
 through :meth:`JobServer._finish`.
+
+Jobs belong to the client that submitted them: its proven key (``key:...``, when the client proves
+one) or else the identity the signaling server paired this link with (``link.peer_identity``,
+set by the worker agent from ``session_started``). ``ATTACH``, ``CANCEL`` and ``ARTIFACT_ACK``
+from anyone else get ``JOB_REJECTED`` with code ``NOT_JOB_OWNER``; a ``CANCEL`` of an unknown job
+gets ``UNKNOWN_JOB``, of an ended one ``JOB_ENDED``. When the owner attaches on a second link, the
+first link gets ``JOB_MOVED``. Limits: ``max_open_transfers`` per link (``TRANSFER_STATUS`` with
+``TOO_MANY_TRANSFERS``) and ``max_queued_jobs`` unfinished jobs per owner (``TOO_MANY_JOBS``).
 """
 
 from __future__ import annotations
@@ -58,22 +66,40 @@ class WorkerJob:
     final: proto.JobDone | proto.JobFailed | None = None
     pinned: str | None = None
     """sha256 of the cached input this job keeps from eviction, until it ends."""
+    owner: str | None = None
+    """Client identity that submitted the job (see :func:`owner_of`)."""
 
     @property
     def job_id(self) -> str:
         return self.request.job_id
 
 
+def owner_of(link: PeerLink) -> str | None:
+    """Who a link speaks for: the key it proved, else the identity the server paired it with."""
+    if link.peer_key is not None:
+        return f"key:{link.peer_key}"
+    return link.peer_identity
+
+
+def _not_owner(job_id: str) -> proto.JobRejected:
+    return proto.JobRejected(job_id=job_id, error=ErrorEnvelope(
+        code="NOT_JOB_OWNER", message=f"job {job_id} was submitted by another client",
+        hint="only the client identity that submitted a job may attach to, ack or cancel it"))
+
+
 class JobServer:
     """Accepts jobs from client links, runs them through the executor, streams results."""
 
     def __init__(self, *, storage: StorageConfig, executor: Executor, cache: FileCache,
-                 outbox: Outbox, job_slots: int = 1) -> None:
+                 outbox: Outbox, job_slots: int = 1, max_open_transfers: int = 4,
+                 max_queued_jobs: int = 32) -> None:
         self.storage = storage
         self.executor = executor
         self.cache = cache
         self.outbox = outbox
         self.job_slots = job_slots
+        self.max_open_transfers = max_open_transfers
+        self.max_queued_jobs = max_queued_jobs
         self.jobs: dict[str, WorkerJob] = {}
         self._slots = asyncio.Semaphore(job_slots)
 
@@ -107,6 +133,13 @@ class JobServer:
                     _log.warning("message refused", ctx={"type": msg.type, "code": exc.code})
                     with contextlib.suppress(LinkClosed):
                         await link.send(proto.Error(error=exc.envelope()))
+                except OSError as exc:  # the outbox or cache disk; the link goes on
+                    _log.error("message failed on disk", ctx={"type": msg.type,
+                                                              "error": str(exc)})
+                    with contextlib.suppress(LinkClosed):
+                        await link.send(proto.Error(error=ErrorEnvelope(
+                            code="WORKER_DISK_ERROR", message=f"the worker could not handle "
+                            f"{msg.type} ({type(exc).__name__})", hint="see the worker log")))
         finally:
             link.set_bulk_handler(None)
             for receiver in receivers.values():
@@ -123,6 +156,20 @@ class JobServer:
             old = receivers.pop(msg.transfer_no, None)
             if old is not None:
                 await old.abort()
+            for no in [no for no, r in receivers.items() if r.done.is_set()]:
+                del receivers[no]
+            if len(receivers) >= self.max_open_transfers:
+                _log.warning("transfer offer refused: too many open",
+                             ctx={"job": msg.job_id, "open": len(receivers), "link": link.id})
+                await link.send(proto.TransferStatus(
+                    transfer_no=msg.transfer_no, sha256=msg.sha256, have_bytes=0,
+                    error=ErrorEnvelope(
+                        code="TOO_MANY_TRANSFERS",
+                        message=f"this link already has {len(receivers)} open transfers "
+                                f"(limit {self.max_open_transfers})",
+                        hint="send files one after another, or raise [worker] "
+                             "max_open_transfers on the worker")))
+                return
             receiver = FileReceiver(self.cache, link, msg,
                                     progress=self._transfer_progress(msg.job_id, link))
             receivers[msg.transfer_no] = receiver
@@ -132,12 +179,12 @@ class JobServer:
             if current is not None:
                 await current.finish(msg)
         elif isinstance(msg, proto.ArtifactAck):
-            await self._on_ack(msg)
+            if await self._owned(link, msg.job_id):
+                await self._on_ack(msg)
+            else:
+                await link.send(_not_owner(msg.job_id))
         elif isinstance(msg, proto.Cancel):
-            job = self.jobs.get(msg.job_id)
-            if job is not None and job.task is not None and not job.machine.terminal:
-                _log.info("cancel requested", ctx={"job": msg.job_id})
-                job.task.cancel()
+            await self._on_cancel(link, msg)
         elif isinstance(msg, proto.Attach):
             await self._on_attach(link, msg)
         else:
@@ -155,6 +202,18 @@ class JobServer:
             await link.send(proto.JobRejected(job_id=req.job_id, error=ErrorEnvelope(
                 code="DUPLICATE_JOB", message=f"job {req.job_id} already exists",
                 hint="attach to it, or submit with a new job id")))
+            return
+        owner = owner_of(link)
+        open_jobs = sum(1 for j in self.jobs.values()
+                        if j.owner == owner and not j.machine.terminal)
+        if open_jobs >= self.max_queued_jobs:
+            _log.warning("job refused: too many for this client",
+                         ctx={"job": req.job_id, "client": owner, "open": open_jobs})
+            await link.send(proto.JobRejected(job_id=req.job_id, error=ErrorEnvelope(
+                code="TOO_MANY_JOBS",
+                message=f"you already have {open_jobs} unfinished jobs on this worker "
+                        f"(limit {self.max_queued_jobs})",
+                hint="wait for some to finish, or raise [worker] max_queued_jobs_per_client")))
             return
         inp = req.input
         if isinstance(inp, proto.SharedInput):
@@ -179,7 +238,10 @@ class JobServer:
             job = WorkerJob(req, JobMachine(req.job_id), "cached" if cached else "rtc",
                             input_path=cached, link=link, pinned=inp.sha256)
             needs = cached is None
+        job.owner = owner
         self.jobs[req.job_id] = job
+        if owner is not None:
+            await self.outbox.set_owner(req.job_id, owner)
         if needs:
             job.machine.state = JobState.WAITING_INPUT
         else:
@@ -348,6 +410,36 @@ class JobServer:
             await self.outbox.drop(ack.job_id)
             self.jobs.pop(ack.job_id, None)
 
+    async def _owned(self, link: PeerLink, job_id: str) -> bool:
+        """May ``link`` act on ``job_id``? Unknown jobs: yes (the caller answers UNKNOWN_JOB)."""
+        job = self.jobs.get(job_id)
+        owner = job.owner if job is not None else await self.outbox.owner(job_id)
+        if job is None and owner is None:
+            return True
+        if owner == owner_of(link):
+            return True
+        _log.warning("refused: not the job's owner",
+                     ctx={"job": job_id, "client": owner_of(link), "link": link.id})
+        return False
+
+    async def _on_cancel(self, link: PeerLink, msg: proto.Cancel) -> None:
+        job = self.jobs.get(msg.job_id)
+        if job is None and not self.outbox.has(msg.job_id):
+            await link.send(proto.JobRejected(job_id=msg.job_id, error=ErrorEnvelope(
+                code="UNKNOWN_JOB", message=f"this worker has no job {msg.job_id} to cancel",
+                hint="the job finished and was acknowledged, or ran on another worker")))
+            return
+        if not await self._owned(link, msg.job_id):
+            await link.send(_not_owner(msg.job_id))
+            return
+        if job is None or job.task is None or job.machine.terminal:
+            await link.send(proto.JobRejected(job_id=msg.job_id, error=ErrorEnvelope(
+                code="JOB_ENDED", message=f"job {msg.job_id} already ended, nothing to cancel",
+                hint="attach to it to fetch its results")))
+            return
+        _log.info("cancel requested", ctx={"job": msg.job_id})
+        job.task.cancel()
+
     async def _on_attach(self, link: PeerLink, msg: proto.Attach) -> None:
         job = self.jobs.get(msg.job_id)
         known_on_disk = self.outbox.has(msg.job_id)
@@ -356,10 +448,21 @@ class JobServer:
                 code="UNKNOWN_JOB", message=f"this worker has no job {msg.job_id}",
                 hint="the job finished and was acknowledged, or ran on another worker")))
             return
+        if not await self._owned(link, msg.job_id):
+            await link.send(_not_owner(msg.job_id))
+            return
         await self.outbox.ack(msg.job_id, msg.last_acked_seq)
         if job is not None:
             async with job.lock:
+                previous = job.link
                 job.link = link
+                if previous is not None and previous is not link:
+                    _log.info("stream moved to another link of the owner",
+                              ctx={"job": msg.job_id, "from": previous.id, "to": link.id})
+                    with contextlib.suppress(LinkClosed):
+                        await previous.send(proto.JobMoved(
+                            job_id=msg.job_id,
+                            message="the job's results now go to another connection of yours"))
                 needs = job.machine.state is JobState.WAITING_INPUT
                 await link.send(proto.JobAccepted(job_id=msg.job_id, needs_transfer=needs,
                                                   queue_position=self._queue_position()))

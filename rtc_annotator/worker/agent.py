@@ -12,7 +12,9 @@
    job) and turn its outputs into envelopes with :class:`EnvelopeBuilder`;
 4. on SIGTERM/SIGINT: leave the signaling server (no new sessions), give running jobs
    ``[worker] shutdown_grace_s`` to finish, cancel the rest (their clients get ``JOB_FAILED``
-   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk.
+   with code ``WORKER_SHUTDOWN``), and return so the process exits 0. The outbox stays on disk;
+5. with ``[worker] idle_exit_s`` set, stop the same way after that long with no session and no
+   job (workers started on demand by ``rtc-annotator pool`` give their node back).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rtc_annotator.transport.filetransfer import FileCache
 from rtc_annotator.transport.outbox import Outbox
 from rtc_annotator.transport.peer import CallbackSignaler, LinkOptions, PeerLink
 from rtc_annotator.transport.worker_session import Emit, JobServer, ProgressCb
+from rtc_annotator.trust import load_identity
 from rtc_annotator.worker.capabilities import worker_capabilities
 from rtc_annotator.worker.envelopes import EnvelopeBuilder, sha256_file
 from rtc_annotator.worker.runner import JobRunner, JobStatus
@@ -74,10 +77,18 @@ class WorkerAgent:
                             cap_bytes=settings.worker.cache_max_bytes),
             outbox=Outbox(cache_dir / "outbox"),
             job_slots=len(self.runner.slots),
+            max_open_transfers=settings.worker.max_open_transfers,
+            max_queued_jobs=settings.worker.max_queued_jobs_per_client,
         )
+        self.identity = load_identity(settings)  # created on first start (mode 0600)
+        _log.info("worker key", ctx={"key": self.identity.public_key,
+                                     "vouched": self.identity.vouch is not None})
         self._links: set[PeerLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
+        self._sessions_open = 0
+        self._last_active = 0.0  # loop time of the last session or job end (idle-exit clock)
+        self.idle_exited = False
         self._stopping = asyncio.Event()
         self._fatal: SignalingError | None = None  # why signaling stopped for good, if it did
         self.ready = asyncio.Event()
@@ -106,15 +117,19 @@ class WorkerAgent:
         for name, reason in self.capabilities.get("unavailable", {}).items():
             _log.info("pipeline unavailable", ctx={"pipeline": name, "reason": reason})
         self.ready.set()
+        self._last_active = loop.time()
         events = asyncio.create_task(self._events())
         expiry = asyncio.create_task(self._expire_outbox())
+        idle_s = float(getattr(self.settings.worker, "idle_exit_s", 0.0) or 0.0)
+        idle = asyncio.create_task(self._idle_exit(idle_s)) if idle_s > 0 else None
         try:
             await self._stopping.wait()
         finally:
-            for task in (events, expiry):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (events, expiry, idle):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -125,6 +140,27 @@ class WorkerAgent:
                 "stopping: no new jobs", ctx={"grace_s": self.settings.worker.shutdown_grace_s}
             )
             self._stopping.set()
+
+    def _busy(self) -> bool:
+        return self._sessions_open > 0 or self._running > 0 or any(
+            j.task is not None and not j.task.done() for j in self.server.jobs.values())
+
+    async def _idle_exit(self, idle_s: float) -> None:
+        """Stop after ``idle_s`` seconds with no session and no job (``[worker] idle_exit_s``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._busy():
+                self._last_active = loop.time()
+                await asyncio.sleep(min(1.0, idle_s))
+                continue
+            idle = loop.time() - self._last_active
+            if idle >= idle_s:
+                _log.info("idle, exiting", ctx={"name": self.name, "idle_s": round(idle, 1),
+                                                "idle_exit_s": idle_s})
+                self.idle_exited = True
+                self.stop()
+                return
+            await asyncio.sleep(min(1.0, idle_s - idle))
 
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -194,27 +230,33 @@ class WorkerAgent:
     async def _session(self, event: dict[str, Any]) -> None:
         session_id = str(event["session_id"])
         log = get_logger(__name__, session=session_id, peer=event.get("client"))
-        signaler = CallbackSignaler(
-            lambda data: self.signaling.send_signal(session_id, data),
-            lambda: self.signaling.next_signal(session_id),
-        )
+        signaler = CallbackSignaler.for_session(self.signaling, session_id)
         options = LinkOptions(
             **{
                 **self.link_options.__dict__,
                 "extra_ice_servers": list(event.get("ice_servers") or []),
+                "session_id": session_id,
+                "identity": self.identity,
             }
         )
         link: PeerLink | None = None
+        self._sessions_open += 1
         try:
             link = await PeerLink.connect(
                 signaler, offer=False, role="worker", name=self.name, options=options
             )
+            # jobs belong to the client's token (the server signed it), else its identity
+            token_id = event.get("client_token")
+            link.peer_identity = (f"token:{token_id}" if token_id
+                                  else str(event.get("client") or "") or None)
             self._links.add(link)
-            log.info("client connected")
+            log.info("client connected", ctx={"client_key": link.peer_key or "-"})
             await self.server.serve(link)
         except RtcAnnotatorError as exc:
             log.warning("session failed", ctx={"code": exc.code, "error": exc.message})
         finally:
+            self._sessions_open -= 1
+            self._last_active = asyncio.get_running_loop().time()
             if link is not None:
                 self._links.discard(link)
                 await link.close("session over")
@@ -275,6 +317,16 @@ class WorkerAgent:
             error = result.error or ErrorEnvelope(
                 code="CANCELLED", message="job cancelled on the worker"
             )
+            if (not self._stopping.is_set() and error.code == "WORKER_ERROR"
+                    and "ended unexpectedly" in error.message):
+                # SLURM and Kubernetes signal every process of the job at once: a job process
+                # killed together with the worker is a shutdown, not a failure of the job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+            if self._stopping.is_set() and error.code != WorkerShutdown.code:
+                error = ErrorEnvelope(code=WorkerShutdown.code,
+                                      message="the worker shut down before the job finished",
+                                      hint=WorkerShutdown.default_hint)
             log.warning("job failed", ctx={"code": error.code, "pipeline": result.pipeline})
             raise RtcAnnotatorError(error.message, hint=error.hint, code=error.code)
         log.info("job completed", ctx={"artifacts": total})
@@ -283,6 +335,8 @@ class WorkerAgent:
                 name: {
                     "artifacts": result.counts.get(name, 0),
                     "seconds": round(float(result.timings.get(name, 0.0)), 3),
+                    **({"gate": result.stats[name]["gate"]}
+                       if "gate" in result.stats.get(name, {}) else {}),
                 }
                 for name in pipelines
             }

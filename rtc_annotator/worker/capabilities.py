@@ -1,4 +1,5 @@
-"""What this worker advertises when it registers: pipelines it can run, GPUs, slots, storage."""
+"""What this worker advertises when it registers: pipelines it can run, the models it holds
+(name, kind, sha256, class names of detectors), GPUs, slots, storage."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def worker_capabilities(settings: Settings, registry: Registry | None = None) ->
         ],
         "pipelines": [s.name for s in statuses if s.ok],
         "unavailable": {s.name: s.reason for s in statuses if not s.ok},
+        "models": [
+            {k: m[k] for k in ("pipeline", "name", "kind", "sha256", "classes") if k in m}
+            for s in statuses if s.ok for m in s.models
+        ],
         "gpus": [{"name": g.name, "memory_mb": g.memory_mb} for g in detect_gpus()],
         "job_slots": slot_count(settings),
         "load": 0,

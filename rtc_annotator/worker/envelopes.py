@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtc_annotator.artifacts.envelope import ArtifactEnvelope, make_envelope
-from rtc_annotator.pipelines.base import PipelineOutput
+from rtc_annotator.pipelines.base import PipelineOutput, PipelineUnavailable
 from rtc_annotator.pipelines.registry import DEFAULT_REGISTRY, Registry
 from rtc_annotator.transport.filetransfer import sha256_file
 
@@ -56,7 +56,11 @@ class EnvelopeBuilder:
         self.versions = {}
         self._by_type = {}
         for name in self.pipelines:
-            pipe = self.registry.get(name)
+            try:
+                pipe = self.registry.get(name)
+            except PipelineUnavailable:  # a plugin that does not load yields nothing
+                self.versions[name] = "unavailable"
+                continue
             self.versions[name] = pipe.version
             for kind in pipe.artifact_types:
                 self._by_type.setdefault(kind, name)

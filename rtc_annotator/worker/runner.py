@@ -88,6 +88,10 @@ class JobResult:
     """Why it failed (None unless failed)."""
     pipeline: str | None = None
     """The pipeline that failed, if one did."""
+    failures: dict[str, ErrorEnvelope] = field(default_factory=dict)
+    """Every pipeline that failed, with its error (the others of the job still ran)."""
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Figures a pipeline reported for the summary, e.g. ``{"ocr": {"gate": {...}}}``."""
 
 
 class JobHandle:
@@ -106,6 +110,8 @@ class JobHandle:
         self.timings: dict[str, float] = {}
         self.error: ErrorEnvelope | None = None
         self.failed_pipeline: str | None = None
+        self.failures: dict[str, ErrorEnvelope] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
         self._runner = runner
         self._status = JobStatus.QUEUED
         self._batches: asyncio.Queue[list[PipelineOutput] | None] = asyncio.Queue()
@@ -145,7 +151,8 @@ class JobHandle:
 
     def result(self) -> JobResult:
         return JobResult(self.job_id, self._status, dict(self.counts), dict(self.timings),
-                         self.error, self.failed_pipeline)
+                         self.error, self.failed_pipeline, dict(self.failures),
+                         dict(self.stats))
 
     async def cancel(self) -> None:
         """Cancel: drop it from the queue, or end its process; returns once it has ended."""
@@ -264,7 +271,7 @@ class JobRunner:
     # ------------------------------------------------------------------ internals
 
     def _validate(self, handle: JobHandle, raw: Mapping[str, Any]) -> None:
-        from rtc_annotator.pipelines.base import OptionsError, VideoError
+        from rtc_annotator.pipelines.base import OptionsError, PipelineUnavailable, VideoError
 
         if not handle.pipelines:
             raise OptionsError("no pipelines requested",
@@ -277,7 +284,11 @@ class JobRunner:
             if value is not None and not isinstance(value, Mapping):
                 raise OptionsError(f"options of {key} must be a mapping")
         for name in handle.pipelines:
-            self.registry.get(name).parse_options(handle.options.get(name))
+            try:
+                pipeline = self.registry.get(name)
+            except PipelineUnavailable:
+                continue  # a plugin that does not load: the child fails it alone, others run
+            pipeline.parse_options(handle.options.get(name))
         if not handle.video.is_file():
             raise VideoError(f"video not found: {handle.video.name}",
                              hint="check the path on the worker")
@@ -297,6 +308,9 @@ class JobRunner:
         recv_conn: Connection | None = None
         try:
             handle._set_status(JobStatus.RUNNING)
+            from rtc_annotator.pipelines.models import Catalog
+
+            catalog = await asyncio.to_thread(Catalog.from_settings, self.settings)
             spec = JobSpec(
                 job_id=handle.job_id, video=str(handle.video), pipelines=handle.pipelines,
                 profile=handle.profile, options=handle.options, registry=self.registry.entries,
@@ -304,7 +318,9 @@ class JobRunner:
                 if self.settings.worker.models_dir else None,
                 gpu_index=slot.gpu_index, log_level=logging.getLevelName(
                     logging.getLogger().getEffectiveLevel()),
-                batch_max=self.batch_max, flush_s=self.flush_s,
+                batch_max=self.batch_max, flush_s=self.flush_s, catalog=catalog,
+                cache_dir=str(self.settings.worker.cache_dir / "model-libs"),
+                threads=self.settings.worker.threads_per_job,
             )
             recv_conn, send_conn = self._ctx.Pipe(duplex=False)
             proc = self._ctx.Process(target=child_main, args=(send_conn, spec),
@@ -377,13 +393,22 @@ class JobRunner:
             elif kind == "started":
                 handle._log.info("pipeline started", ctx={"pipeline": msg[1]})
             elif kind == "pipeline_done":
-                _, name, count, seconds = msg
+                _, name, count, seconds, stats = msg
                 handle.timings[name] = round(float(seconds), 6)
+                if stats:
+                    handle.stats[name] = stats
                 handle._log.info("pipeline done", ctx={"pipeline": name, "count": count,
                                                       "seconds": round(float(seconds), 3)})
             elif kind == "failed":
                 _, name, envelope, detail = msg
-                failure = (name, ErrorEnvelope.model_validate(envelope), detail)
+                error = ErrorEnvelope.model_validate(envelope)
+                handle.failures[name] = error
+                handle._log.warning("pipeline failed", ctx={
+                    "pipeline": name, "code": error.code, "message": error.message})
+                if failure is None:  # the job reports its first failure; others still run
+                    failure = (name, error, detail)
+                else:
+                    handle._log.info("pipeline failure detail\n%s", detail)
             elif kind == "done":
                 handle._child_done = True
 
@@ -401,26 +426,15 @@ class JobRunner:
 
 
 async def _wait_exit(proc: BaseProcess, limit_s: float | None) -> bool:
-    """Wait (without blocking the loop) until ``proc`` has exited and been reaped."""
-    if not proc.is_alive():
-        return True
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
+    """Wait (without blocking the loop) until ``proc`` has exited and been reaped.
 
-    def on_exit() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(proc.sentinel, on_exit)
-    try:
-        await asyncio.wait_for(gone, limit_s)
-    except TimeoutError:
-        return not proc.is_alive()
-    finally:
-        loop.remove_reader(proc.sentinel)
-    # the sentinel closes while the process exits, a moment before it can be reaped
-    for _ in range(1000):
-        if not proc.is_alive():
-            return True
-        await asyncio.sleep(0.002)
-    return not proc.is_alive()
+    Polls ``is_alive()`` (a non-blocking waitpid) every 5 ms rather than watching the process
+    sentinel: a cancel and the job's own end may wait on the same process at once, and two
+    readers on one file descriptor replace each other, leaving one waiter to its timeout.
+    """
+    deadline = None if limit_s is None else time.monotonic() + limit_s
+    while proc.is_alive():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True

@@ -69,9 +69,9 @@ def spawn_server(state: Path, log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log_file:  # a file, not a pipe: the server never blocks on it
         return subprocess.Popen(
             [sys.executable, "-m", "signaling", "--port", "0", "--state", str(state),
-             "--admin-secret", SECRET, "--rate", "100000", "--burst", "100000",
-             "--log-level", "WARNING"],
-            stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+             "--rate", "100000", "--burst", "100000", "--log-level", "WARNING"],
+            stderr=log_file,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "SIGNALING_ADMIN_SECRET": SECRET})
 
 
 async def start_server(state: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -3,22 +3,36 @@
 #   rtc-annotator worker --render runai --config config.example.toml
 # Needs the Run:AI CLI (`runai submit`), your project in RUNAI_PROJECT, and the worker image
 # (docker/worker.Dockerfile) in a registry the cluster pulls from (RTC_ANNOTATOR_IMAGE).
+# Run it once per worker: each submission gets its own job name (--job-name-prefix) and the
+# worker is named rtc-<pod name>, so workers never replace each other.
 # The volumes are host paths on the GPU nodes; on clusters that expose the shares as PVCs
 # use --pvc / --existing-pvc with the same mount points instead.
-# Kubernetes kills a pod terminationGracePeriodSeconds (default 30 s) after SIGTERM; the
-# worker wants shutdown_grace_s (60 s) plus a few seconds: raise it in a template/policy.
+# Kubernetes kills a pod terminationGracePeriodSeconds (default 30 s) after SIGTERM: the
+# worker's grace for running jobs (shutdown_grace_s, 60 s) is cut to that minus 15 s.
+# Set RUNAI_TERMINATION_GRACE_S when your template or policy raised it.
 set -eu
 : "${RUNAI_PROJECT:?set RUNAI_PROJECT to your Run:AI project}"
 IMAGE="${RTC_ANNOTATOR_IMAGE:-rtc-annotator-worker:latest}"
+KILL_AFTER="${RUNAI_TERMINATION_GRACE_S:-30}"
+case "$KILL_AFTER" in
+    ''|*[!0-9]*) echo "RUNAI_TERMINATION_GRACE_S must be whole seconds" >&2; exit 2;;
+esac
+GRACE=60
+if [ $((GRACE + 15)) -gt "$KILL_AFTER" ]; then
+    GRACE=$(( KILL_AFTER >= 2 * 15 ? KILL_AFTER - 15 : KILL_AFTER / 3 ))
+fi
 
-exec runai submit rtc-annotator-worker \
+exec runai submit \
+    --job-name-prefix rtc-annotator-worker \
     --project "$RUNAI_PROJECT" \
     --image "$IMAGE" \
     --gpu 1 \
+    --cpu 4 \
     --volume /nfs/projects/rtc-annotator:/etc/rtc-annotator:ro \
     --volume /nfs/projects:/nfs/projects \
     --volume /mnt/vast:/mnt/vast \
     --environment RTC_ANNOTATOR_CONFIG=/etc/rtc-annotator/worker.toml \
+    --environment RTC_ANNOTATOR_WORKER_SHUTDOWN_GRACE_S="$GRACE" \
     --environment HF_HUB_OFFLINE=1 \
     --environment YOLO_OFFLINE=1 \
-    --command -- rtc-annotator worker
+    --command -- sh -c 'RTC_ANNOTATOR_WORKER_NAME="rtc-$(hostname | cut -c1-38)" exec rtc-annotator --log-level INFO worker'

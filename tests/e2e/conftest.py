@@ -76,6 +76,7 @@ def make_settings(tmp_path: Path, signaling_server: SignalingServer,
             "database": {"url": f"sqlite+aiosqlite:///{db or tmp_path / name / 'store.sqlite3'}"},
             "ice": {"servers": [], "host_addresses": ["127.0.0.1"]},
             "storage": {k: {"base_path": v, "type": "nfs"} for k, v in (storage or {}).items()},
+            "trust": {"key_path": str(tmp_path / name / "identity.key")},
         }
         (tmp_path / name).mkdir(parents=True, exist_ok=True)
         return Settings.model_validate(data)
@@ -118,8 +119,12 @@ async def start_worker(make_settings: MakeSettings) -> AsyncIterator[StartWorker
 
     async def start(name: str, storage: dict[str, str] | None = None, *,
                     job_slots: int | None = None, cache_dir: Path | None = None,
-                    batch_max: int | None = None) -> WorkerAgent:
+                    batch_max: int | None = None,
+                    models: dict[str, Any] | None = None) -> WorkerAgent:
         settings = make_settings(name, role="worker", storage=storage)
+        if models is not None:  # [worker] models_dir and [profiles.*] (real-model tests)
+            settings.worker.models_dir = Path(models["models_dir"])
+            settings.profiles = models.get("profiles", {})
         if job_slots is not None:
             settings.worker.job_slots = job_slots
         if cache_dir is not None:
@@ -132,7 +137,7 @@ async def start_worker(make_settings: MakeSettings) -> AsyncIterator[StartWorker
         task = asyncio.create_task(agent.run())
         agents.append((agent, task))
         _agent_tasks[id(agent)] = task
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(15 if models is None else 300):
             while not agent.ready.is_set():
                 if task.done():
                     task.result()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import toml
+import tomli_w
 
 from rtc_annotator.client.jobs import JobRegistry, JobStatus
 from rtc_annotator.client.submit import attach_job, submit_video
@@ -72,7 +72,7 @@ async def test_detach_then_attach(
 
 
 def _client_config(path: Path, settings: Settings) -> Path:
-    path.write_text(toml.dumps({
+    path.write_text(tomli_w.dumps({
         "signaling": {"url": settings.signaling.url, "token": settings.signaling.token},
         "client": {"spool_dir": str(settings.client.spool_dir),
                    "jobs_dir": str(settings.client.jobs_path())},

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import toml
+import tomli_w
 
 from rtc_annotator.client.jobs import JobRegistry, JobStatus
 from rtc_annotator.client.submit import submit_video
@@ -51,7 +51,7 @@ class WorkerProcs:
 
     def start(self, name: str) -> None:
         cfg = self.tmp / f"{name}.toml"
-        cfg.write_text(toml.dumps({
+        cfg.write_text(tomli_w.dumps({
             "signaling": {"url": self.url, "token": self.token, "heartbeat_s": 0.5,
                           "reconnect_max_s": 1.0},
             "worker": {"name": name, "cache_dir": str(self.tmp / name / "cache"),

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import toml
+import tomli_w
 
 from .conftest import MakeSettings, StartWorker
 
@@ -32,7 +32,7 @@ async def test_submit_progress_summary_and_json(
     await start_worker("gpu-cli")
     s = make_settings("laptop-cli", role="client")
     cfg = tmp_path / "client.toml"
-    cfg.write_text(toml.dumps({
+    cfg.write_text(tomli_w.dumps({
         "signaling": {"url": s.signaling.url, "token": s.signaling.token},
         "client": {"spool_dir": str(s.client.spool_dir), "jobs_dir": str(s.client.jobs_path())},
         "database": {"url": s.database.url},

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import toml
+import tomli_w
 
 from rtc_annotator.store import Store
 from signaling.app import SignalingServer
@@ -26,7 +26,7 @@ async def test_sigterm_unregisters_and_exits_zero(
     tmp_path: Path, signaling_server: SignalingServer, room_tokens: dict[str, str]
 ) -> None:
     cfg = tmp_path / "worker.toml"
-    cfg.write_text(toml.dumps({
+    cfg.write_text(tomli_w.dumps({
         "signaling": {"url": signaling_server.url, "token": room_tokens["worker"]},
         "worker": {"name": "node-1", "cache_dir": str(tmp_path / "cache"),
                    "shutdown_grace_s": 2.0},

@@ -64,10 +64,12 @@ class Procs:
         self.logdir = logdir
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str],
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.logdir / f"{name}.log").open("ab")
         proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
-                                env=child_env(), cwd=REPO, start_new_session=True)
+                                env={**child_env(), **(env or {})}, cwd=REPO,
+                                start_new_session=True)
         log.close()
         self.running[name] = proc
         return proc
@@ -125,8 +127,9 @@ class SignalingProcess:
         self.starts += 1
         self.procs.spawn(f"{self.name}", [
             "-m", "signaling", "--host", "127.0.0.1", "--port", str(self.port),
-            "--state", str(self.state), "--admin-secret", ADMIN_SECRET,
-            "--heartbeat", "0.5", "--gone-after", "3", "--rate", "1000", "--burst", "1000"])
+            "--state", str(self.state),
+            "--heartbeat", "0.5", "--gone-after", "3", "--rate", "1000", "--burst", "1000"],
+            env={"SIGNALING_ADMIN_SECRET": ADMIN_SECRET})  # never on a command line (ps)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
         while loop.time() < deadline:

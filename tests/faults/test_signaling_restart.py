@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import toml
+import tomli_w
 
 from rtc_annotator.client.submit import submit_video
 from rtc_annotator.config import Settings
@@ -71,7 +71,7 @@ async def test_signaling_killed_and_restarted_mid_job(
     await admin.close()
 
     wcfg = tmp_path / "w-proc.toml"
-    wcfg.write_text(toml.dumps({
+    wcfg.write_text(tomli_w.dumps({
         "signaling": {"url": server.url, "token": tokens["worker"], "heartbeat_s": 0.5,
                       "reconnect_max_s": 1.0},
         "worker": {"name": "w-proc", "cache_dir": str(tmp_path / "w-proc"), "job_slots": 1},

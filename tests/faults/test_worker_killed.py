@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import toml
+import tomli_w
 
 from rtc_annotator.client.submit import submit_video
 from rtc_annotator.store import Store
@@ -34,7 +34,7 @@ SLOW_SCENES = {"scenes": {"downscale_width": 0, "min_scene_len_ms": 200}}
 
 def _worker_config(tmp: Path, url: str, token: str, name: str, storage: dict[str, str]) -> Path:
     cfg = tmp / f"{name}.toml"
-    cfg.write_text(toml.dumps({
+    cfg.write_text(tomli_w.dumps({
         "signaling": {"url": url, "token": token, "heartbeat_s": 0.5, "reconnect_max_s": 1.0},
         "worker": {"name": name, "cache_dir": str(tmp / name / "cache"), "job_slots": 1,
                    "shutdown_grace_s": 2.0},

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import toml
+import tomli_w
 
 from tests.nat.netlab import HOST_LAN, PUB_ADDR, NatLab
 
@@ -105,11 +105,15 @@ def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 10.0
 def start_coturn(lab: NatLab, procs: Procs, name: str, secret: str, *, port: int,
                   min_port: int, extra: list[str]) -> None:
     tmp = procs.logdir
+    # the secret in a private config file, not an argument (ps shows those to every user)
+    conf = tmp / (name + ".conf")
+    conf.touch(mode=0o600)
+    conf.write_text(f"static-auth-secret={secret}\n")
     proc = procs.start(name, [
-        *lab.exec_args("pub"), "turnserver", "-n", "--log-file=stdout", "-v",
+        *lab.exec_args("pub"), "turnserver", "-c", str(conf), "--log-file=stdout", "-v",
         f"--listening-ip={PUB_ADDR}", f"--relay-ip={PUB_ADDR}", f"--listening-port={port}",
         f"--min-port={min_port}", f"--max-port={min_port + 39}",
-        "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=natlab.test",
+        "--use-auth-secret", "--realm=natlab.test",
         "--no-tls", "--no-dtls", "--no-cli", f"--pidfile={tmp / (name + '.pid')}",
         f"--userdb={tmp / (name + '.db')}", *extra,
     ])
@@ -159,7 +163,7 @@ def start_worker(lab: NatLab, procs: Procs, room: dict[str, str], tmp_path: Path
         "ice": {"servers": [], "host_addresses": [host]},
     }
     path = tmp_path / "worker.toml"
-    path.write_text(toml.dumps(cfg))
+    path.write_text(tomli_w.dumps(cfg))
     procs.start("worker", [*lab.exec_args(ns), PY, "-m", "rtc_annotator",
                            "--log-level", "INFO", "worker", "--config", str(path)])
     r = run([*lab.exec_args("pub"), PY, PEER, "wait-worker", "--url", room["url"],
@@ -175,7 +179,7 @@ def client_config(room: dict[str, str], tmp_path: Path) -> Path:
         "ice": {"servers": [], "host_addresses": [HOST_LAN["A"]]},
     }
     path = tmp_path / "client.toml"
-    path.write_text(toml.dumps(cfg))
+    path.write_text(tomli_w.dumps(cfg))
     return path
 
 

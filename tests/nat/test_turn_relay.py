@@ -3,7 +3,7 @@
 A client in ``lanA`` and a worker in ``lanB`` sit behind two masquerading NAT routers and
 cannot reach each other (proved first, with plain UDP). The signaling server and coturn run in
 ``pub``. The signaling server hands both peers a ``turn:`` URL with short-lived credentials
-(``--turn-secret``, coturn's ``use-auth-secret`` scheme); the client submits a video with
+(``$SIGNALING_TURN_SECRET``, coturn's ``use-auth-secret`` scheme); the client submits a video with
 ``transfer=rtc``: the file crosses the relay, the worker runs the job, the artifacts come back
 into the client's store. Both peers must log a selected candidate pair of type ``relay``.
 

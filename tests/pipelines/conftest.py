@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -58,3 +61,28 @@ def audio_video(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)], check=True)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _thread_env_kept() -> Iterator[None]:
+    """A test that imports ultralytics in this process (it sets OMP_NUM_THREADS=1) must not
+    slow down every job process started after it."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    yield
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = before
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The weight packages, a read-only models dir filled by `models add --link`, and the
+    cache dir its fingerprints are read into (shared by the real-model tests: read once)."""
+    from tests.real_models import find_weights, make_models_dir
+
+    weights = find_weights()
+    root = tmp_path_factory.mktemp("real")
+    cache = root / "cache"
+    return SimpleNamespace(weights=weights, root=root, cache=cache,
+                           models_dir=make_models_dir(root, weights, cache))

@@ -1,4 +1,5 @@
-"""ocr: easyocr output conversion and merging identical text over consecutive samples."""
+"""ocr: easyocr output conversion and merging identical text over consecutive samples (real
+inference: test_real_models.py)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,3 @@ def test_identical_text_on_consecutive_samples_is_one_span() -> None:
     assert [(o.payload["text"], o.span_start_ms, o.span_end_ms) for o in rest] == [
         ("Title", 4000, 4500)]
     assert set(rest[0].payload) == {"text", "confidence", "polygon", "languages"}
-
-
-def test_easyocr_reader() -> None:
-    try:
-        import easyocr  # noqa: F401
-    except Exception as exc:
-        pytest.skip(f"easyocr cannot import on this machine ({type(exc).__name__}: {exc}); "
-                    "no CPU torchvision build exists here")

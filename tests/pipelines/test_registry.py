@@ -36,9 +36,10 @@ def test_weights_present_make_a_profile_available(tmp_path: Path) -> None:
     pytest.importorskip("faster_whisper", reason="faster-whisper is not installed")
     (tmp_path / "faster-whisper" / "base").mkdir(parents=True)
     (tmp_path / "faster-whisper" / "base" / "model.bin").write_bytes(b"x")
+    (tmp_path / "faster-whisper" / "base" / "config.json").write_text("{}")
     row = _by_name(Settings(worker=WorkerSettings(models_dir=tmp_path)))["transcript"]
     assert row.ok and row.profiles == ("fast",)
-    assert "balanced: missing" in row.reason
+    assert "balanced: small missing" in row.reason
 
 
 def test_pipelines_not_offered_by_config() -> None:
@@ -59,5 +60,5 @@ def test_nvidia_smi_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     gpus = parse_nvidia_smi(text)
     assert [(g.index, g.name, g.memory_mb) for g in gpus] == [
         (0, "NVIDIA H200", 143771), (1, "NVIDIA A100-SXM4-80GB", 81920)]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert [g.index for g in parse_nvidia_smi(text)] == [1]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # index: the position among visible GPUs
+    assert [(g.index, g.name) for g in parse_nvidia_smi(text)] == [(0, "NVIDIA A100-SXM4-80GB")]

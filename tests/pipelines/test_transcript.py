@@ -1,4 +1,5 @@
-"""transcript: conversion from faster-whisper's real Segment/Word types; model loading errors."""
+"""transcript: conversion from faster-whisper's real Segment/Word types; model errors (real
+inference: test_real_models.py)."""
 
 from __future__ import annotations
 
@@ -37,15 +38,21 @@ def test_segment_to_payload() -> None:
 
 
 def test_missing_weights_is_a_clear_error(audio_video: Path, tmp_path: Path) -> None:
-    video = audio_video
     pipeline = TranscriptPipeline()
     ctx = RunContext("j", profile="fast", models_dir=tmp_path)
     with pytest.raises(ModelNotAvailable) as err:
-        list(pipeline.run(video, pipeline.parse_options({}), ctx))
-    assert "faster-whisper/base/model.bin" in err.value.message
+        list(pipeline.run(audio_video, pipeline.parse_options({}), ctx))
+    assert err.value.message.startswith("transcript: model 'base' (profile fast) is not usable")
+    assert str(tmp_path / "faster-whisper" / "base" / "model.bin") in err.value.message
+    assert "models add PATH --pipeline transcript --name base" in err.value.hint
     assert "models fetch --profile fast" in err.value.hint
 
 
-def test_real_inference() -> None:
-    pytest.skip("no faster-whisper model can be built offline here: converting one needs "
-                "transformers + torch and a Whisper tokenizer, none of which is available")
+def test_a_model_the_machine_does_not_hold(audio_video: Path, tmp_path: Path) -> None:
+    pipeline = TranscriptPipeline()
+    ctx = RunContext("j", profile="fast", models_dir=tmp_path)
+    with pytest.raises(ModelNotAvailable) as err:
+        list(pipeline.run(audio_video, pipeline.parse_options({"model": "medium.en"}), ctx))
+    assert err.value.message.startswith(
+        "transcript: this machine holds no model named 'medium.en' (asked for by the job)")
+    assert "models add PATH --pipeline transcript --name medium.en" in err.value.hint

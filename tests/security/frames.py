@@ -94,6 +94,7 @@ def real_signaling_frames() -> list[dict[str, Any]]:
          "strict_backends": ["vast"], "max_queue": 10, "recent_window_s": 600}},
         {"type": "drain", "id": "11", "worker": "gpu-node-17", "drain": True},
         {"type": "decisions", "id": "12", "limit": 50},
+        {"type": "route_queue", "id": "16"},
         {"type": "issue_token", "id": "13", "role": "worker", "ttl_s": 60, "label": "x"},
         {"type": "revoke_token", "id": "14", "token_id": "5be0c1d2e3f40516"},
         {"type": "create_room", "id": "15", "name": "fuzzroom", "ttl_s": 60},

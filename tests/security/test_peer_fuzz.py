@@ -82,21 +82,25 @@ async def test_peer_fuzz_10k_messages_through_a_real_link(env: Env, tmp_path: Pa
     video = make_file(shared / "alice" / "clip.mp4", 50_000)
     executor = ToyExecutor(batches=2, per_batch=2)
     server = env.server(executor, storage=env.storage(shared), max_bytes=10**9)
-    fuzz_client, fuzz_worker = await env.connect(server, max_message_bytes=64 * 1024)
-    tap = Tap(fuzz_client)
-
+    # Generate every frame before the link exists: generation is synchronous and takes seconds
+    # (over 10 s on a loaded machine), and a loop blocked that long lets both ends declare the
+    # other silent (dead_after_s) and close the link.
     rng = random.Random(2)
     real = real_peer_messages()
     frames = generated(1200) + [mutated_peer_message(rng, real) for _ in range(8800)]
     frames += [msgpack.packb({"type": "PING", "nonce": 1, "pad": "x" * 100_000})] * 3  # > max
     rng.shuffle(frames)
     assert len(frames) >= 10_000
+    expected = [expectation(frame, 64 * 1024) for frame in frames]
+
+    fuzz_client, fuzz_worker = await env.connect(server, max_message_bytes=64 * 1024)
+    tap = Tap(fuzz_client)
 
     must: Counter[str] = Counter()
     jobs: Counter[str] = Counter()
     for start in range(0, len(frames), BATCH):
-        for frame in frames[start:start + BATCH]:
-            kind, job_id = expectation(frame, 64 * 1024)
+        for frame, (kind, job_id) in zip(frames[start:start + BATCH],
+                                         expected[start:start + BATCH], strict=True):
             must[kind] += 1
             if job_id is not None:
                 jobs[job_id] += 1

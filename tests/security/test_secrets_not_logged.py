@@ -38,6 +38,7 @@ def _settings(tmp: Path, url: str, token: str, name: str) -> Settings:
         "client": {"spool_dir": str(tmp / name / "spool")},
         "database": {"url": f"sqlite+aiosqlite:///{tmp / name / 'store.sqlite3'}"},
         "ice": {"servers": [], "host_addresses": ["127.0.0.1"]},
+        "trust": {"key_path": str(tmp / name / "identity.key")},
     })
 
 

@@ -22,9 +22,9 @@ SECRET = "cli-secret"
 def server_url(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", "0",
-         "--state", str(tmp_path / "state.sqlite3"), "--admin-secret", SECRET,
-         "--log-level", "WARNING"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+         "--state", str(tmp_path / "state.sqlite3"), "--log-level", "WARNING"],
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "SIGNALING_ADMIN_SECRET": SECRET},
     )
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -38,15 +38,17 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         proc.stderr.close()
 
 
-def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args), env={"RTC_ANNOTATOR_CONFIG": os.devnull})
+def run(*args: str, secret: str | None = None) -> str:
+    """The CLI in-process; ``secret``: the admin secret, through $SIGNALING_ADMIN_SECRET."""
+    result = CliRunner().invoke(app, list(args), env={"RTC_ANNOTATOR_CONFIG": os.devnull,
+                                                      "SIGNALING_ADMIN_SECRET": secret})
     assert result.exit_code == 0, result.output
     return result.output
 
 
 def test_room_commands(server_url: str) -> None:
-    created = json.loads(run("room", "create", "lab", "--server", server_url,
-                             "--admin-secret", SECRET, "--json"))
+    created = json.loads(run("room", "create", "lab", "--server", server_url, "--json",
+                             secret=SECRET))
     admin = created["token"]
     common = ["--server", server_url, "--token", admin]
     worker = json.loads(run("room", "token", "--role", "worker", "--ttl", "60", "--json",
@@ -63,12 +65,34 @@ def test_room_commands(server_url: str) -> None:
     assert "revoked" in run("room", "revoke", worker["token_id"], *common)
 
 
-def test_room_errors_are_one_line(server_url: str) -> None:
+def test_room_create_secret_from_file(server_url: str, tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text(f"{SECRET}\n")
+    created = json.loads(run("room", "create", "lab2", "--server", server_url, "--json",
+                             "--admin-secret-file", str(tmp_path / "admin")))
+    assert created["room"] == "lab2" and created["token"]
+
+
+def test_room_create_secret_never_on_the_command_line(server_url: str, tmp_path: Path) -> None:
+    env = {"RTC_ANNOTATOR_CONFIG": os.devnull, "SIGNALING_ADMIN_SECRET": None}
     result = CliRunner().invoke(app, ["room", "create", "lab", "--server", server_url,
-                                      "--admin-secret", "wrong"],
-                                env={"RTC_ANNOTATOR_CONFIG": os.devnull})
+                                      "--admin-secret", SECRET], env=env)
+    assert result.exit_code == 2 and "No such option" in result.output
+    result = CliRunner().invoke(app, ["room", "create", "lab", "--server", server_url], env=env)
+    assert result.exit_code == 2
+    assert "SIGNALING_ADMIN_SECRET" in result.output and "--admin-secret-file" in result.output
+    (tmp_path / "empty").write_text("\n")
+    result = CliRunner().invoke(app, ["room", "create", "lab", "--server", server_url,
+                                      "--admin-secret-file", str(tmp_path / "empty")], env=env)
+    assert result.exit_code == 2 and "is empty" in result.output
+
+
+def test_room_errors_are_one_line(server_url: str) -> None:
+    result = CliRunner().invoke(app, ["room", "create", "lab", "--server", server_url],
+                                env={"RTC_ANNOTATOR_CONFIG": os.devnull,
+                                     "SIGNALING_ADMIN_SECRET": "wrong-secret"})
     assert result.exit_code == 1
     assert "BAD_ADMIN_SECRET" in result.output and "Traceback" not in result.output
+    assert "wrong-secret" not in result.output
     result = CliRunner().invoke(app, ["room", "workers", "--server", server_url,
                                       "--token", "rtca1.x.y"],
                                 env={"RTC_ANNOTATOR_CONFIG": os.devnull})
@@ -81,8 +105,8 @@ def test_room_workers_table(server_url: str) -> None:
     from rtc_annotator.signaling_client import SignalingClient
     from tests.signaling.conftest import caps
 
-    admin = json.loads(run("room", "create", "lab", "--server", server_url,
-                           "--admin-secret", SECRET, "--json"))["token"]
+    admin = json.loads(run("room", "create", "lab", "--server", server_url, "--json",
+                           secret=SECRET))["token"]
     common = ["--server", server_url, "--token", admin]
     worker_token = json.loads(run("room", "token", "--role", "worker", "--json", *common))
 

@@ -66,3 +66,30 @@ def test_why_never_names_the_failed_requirement() -> None:
     assert "16000 MiB" in (why_never(ws, req(min_gpu_memory_mb=16000), PREFERRED, "lab") or "")
     # busy or draining workers still count as "could match later": queue, not error
     assert why_never([cand("x", free=0, draining=True)], req(), PREFERRED, "lab") is None
+
+
+def test_a_job_naming_a_model_goes_only_to_a_worker_holding_it() -> None:
+    lab = Candidate("lab", frozenset({"objects"}), frozenset(), 0, 1, 0,
+                    models=frozenset({"objects/people", "objects/yolo11m.pt"}))
+    plain = Candidate("plain", frozenset({"objects"}), frozenset(), 80000, 4, 0,
+                      models=frozenset({"objects/yolo11m.pt"}))
+    wants = req(pipelines=["objects"], models={"objects": "people"})
+    assert choose([plain, lab], wants, PREFERRED).worker == "lab"
+    assert why_never([plain, lab], wants, PREFERRED, "r") is None
+    # without a model named, the better-equipped worker wins as before
+    assert choose([plain, lab], req(pipelines=["objects"]), PREFERRED).worker == "plain"
+    # nobody holds it: the reason names the model, what is held, and the fix
+    never = why_never([plain], wants, PREFERRED, "r")
+    assert never is not None
+    assert "holds model 'people' for objects (held: yolo11m.pt)" in never
+    assert "rtc-annotator models add PATH --pipeline objects --name people" in never
+    assert choose([plain], wants, PREFERRED).worker is None
+    # two models on two different workers: no single worker holds both
+    both = req(pipelines=["objects", "transcript"],
+               models={"objects": "people", "transcript": "tiny.en"})
+    asr = Candidate("asr", frozenset({"objects", "transcript"}), frozenset(), 0, 1, 0,
+                    models=frozenset({"transcript/tiny.en"}))
+    lab2 = Candidate("lab2", frozenset({"objects", "transcript"}), frozenset(), 0, 1, 0,
+                     models=frozenset({"objects/people"}))
+    assert "no single worker in room 'r' holds all of the models" in (
+        why_never([asr, lab2], both, PREFERRED, "r") or "")

@@ -34,7 +34,10 @@ async def _video(store: Store) -> str:
 async def test_vtt_and_srt(store: Store) -> None:
     asset = await _video(store)
     vtt = (await _collect(store, asset, "vtt")).decode()
-    assert vtt == ("WEBVTT\n\n00:00:01.500 --> 00:00:03.250\nhello there\n\n"
+    assert vtt == ("WEBVTT\n\n"
+                   "NOTE rtc-annotator: transcript.segment only; not included: "
+                   "object.detection, scene, video.metadata (export jsonl for every artifact)\n\n"
+                   "00:00:01.500 --> 00:00:03.250\nhello there\n\n"
                    "01:02:05.004 --> 01:02:06.000\nbye\nnow\n\n")
     srt = (await _collect(store, asset, "srt")).decode()
     assert srt.startswith("1\n00:00:01,500 --> 00:00:03,250\nhello there\n\n2\n01:02:05,004")
@@ -49,6 +52,8 @@ async def test_coco(store: Store) -> None:
     first = doc["annotations"][0]
     assert first["bbox"] == pytest.approx([16.0, 12.0, 64.0, 48.0])  # 160x120 video
     assert doc["info"]["bbox_normalised"] is False
+    assert doc["info"]["skipped_artifact_types"] == ["scene", "transcript.segment",
+                                                     "video.metadata"]
 
 
 async def test_jsonl_and_zip(store: Store) -> None:

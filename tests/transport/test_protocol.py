@@ -45,6 +45,9 @@ SAMPLES: list[Any] = [
     proto.JobFailed(job_id="j1", error=ErrorEnvelope(code="CANCELLED", message="stop", hint="")),
     proto.Cancel(job_id="j1"),
     proto.Attach(job_id="j1", last_acked_seq=4),
+    proto.JobMoved(job_id="j1", message="attached on another link"),
+    proto.AuthChallenge(nonce="A" * 43),
+    proto.AuthProof(public_key="ed25519:" + "B" * 43, signature="C" * 86, vouch="x.y"),
     proto.Ping(nonce=7),
     proto.Pong(nonce=7),
 ]

@@ -23,6 +23,7 @@ TEST_ENV = {
     "SIGNALING_ADMIN_SECRET": "admin-s3cret",
     "TURN_SECRET": "turn-s3cret",
     "POSTGRES_PASSWORD": "pg-s3cret",
+    "SERVE_TOKEN": "serve-s3cret",
     "PUBLIC_HOST": "signal.example.org",
     "WORKER_TOKEN": "rtca1.claims.mac",
 }
@@ -129,10 +130,34 @@ def test_coturn_shares_the_turn_secret_with_signaling(compose: dict[str, Any]) -
     signaling = interpolate(compose["services"]["signaling"], TEST_ENV)
     args = coturn["command"]
     assert "--use-auth-secret" in args
-    assert f"--static-auth-secret={TEST_ENV['TURN_SECRET']}" in args
     assert env_of(signaling)["SIGNALING_TURN_SECRET"] == TEST_ENV["TURN_SECRET"]
+    assert env_of(coturn)["TURN_SECRET"] == TEST_ENV["TURN_SECRET"]
     assert "--listening-port=3478" in args
     assert any(u.startswith("turn:") and ":3478" in u for u in signaling["command"])
+
+
+def test_no_secret_on_a_command_line(compose: dict[str, Any], tmp_path: Path) -> None:
+    """`ps` shows command lines to every user: no service gets a secret as an argument. coturn's
+    entrypoint writes it to a private config file and passes that file (run here with sh and a
+    stand-in turnserver that prints what it got)."""
+    secrets_ = {v for k, v in TEST_ENV.items() if "SECRET" in k or "PASSWORD" in k}
+    for name, svc in compose["services"].items():
+        svc = interpolate(svc, TEST_ENV)
+        argv = [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
+        assert not any(s in str(a) for a in argv for s in secrets_), name
+    coturn = interpolate(compose["services"]["coturn"], TEST_ENV)
+    entry = [a.replace("$$", "$") for a in coturn["entrypoint"]]   # compose's escape
+    stub = tmp_path / "bin" / "turnserver"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\ncat "$2"\n')
+    stub.chmod(0o755)
+    r = subprocess.run([*entry, "--use-auth-secret", "--realm=x"], capture_output=True,
+                       text=True, timeout=30,
+                       env={"PATH": f"{stub.parent}:/usr/bin:/bin", "TURN_SECRET": "-t $s'"})
+    Path("/tmp/turn-secret.conf").unlink(missing_ok=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["-c", "/tmp/turn-secret.conf", "--use-auth-secret",
+                                     "--realm=x", "static-auth-secret=-t $s'"]
 
 
 def test_worker_environment_goes_through_the_config_loader(compose: dict[str, Any]) -> None:
@@ -157,6 +182,8 @@ def test_api_service(compose: dict[str, Any]) -> None:
     settings = load_settings(None, env={"RTC_ANNOTATOR_DATABASE_URL": url},
                              use_default_file=False)
     assert settings.database.url == "postgresql+asyncpg://annot:pg-s3cret@postgres:5432/annot"
+    # serve listens on 0.0.0.0 in its container: it refuses to start without a token
+    assert env_of(api)["RTC_ANNOTATOR_SERVE_TOKEN"] == "serve-s3cret"
     pg = env_of(interpolate(compose["services"]["postgres"], TEST_ENV))
     assert (pg["POSTGRES_USER"], pg["POSTGRES_DB"]) == ("annot", "annot")
 

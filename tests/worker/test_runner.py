@@ -131,7 +131,8 @@ async def test_closed_runner_refuses_jobs(make_video, settings: Settings) -> Non
 def test_capabilities(settings: Settings) -> None:
     caps = worker_capabilities(settings)
     assert set(caps) == {"name", "storage_backends", "pipelines", "unavailable", "gpus",
-                         "job_slots", "load", "version"}
+                         "job_slots", "load", "version", "models"}
+    assert caps["models"] == []  # an empty models_dir: no model is held
     assert {"metadata", "scenes"} <= set(caps["pipelines"])
     assert "transcript" in caps["unavailable"] and caps["unavailable"]["transcript"]
     assert caps["job_slots"] >= 1 and caps["load"] == 0

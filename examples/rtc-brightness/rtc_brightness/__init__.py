@@ -1,0 +1,1 @@
+"""Example rtc-annotator plugin: frame brightness per sample interval."""
