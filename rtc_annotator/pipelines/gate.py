@@ -15,15 +15,17 @@ answers one of:
 ``full``
     Much changed (a new slide, camera motion, noise), or there is nothing read yet: read it all.
 
-The measure: the frame in grey, shrunk with area averaging to ``cols x rows`` cells of
-``cell_px`` pixels; the mean absolute grey difference of each cell against the reference is
-compared with ``threshold`` (grey levels, 0-255). Area averaging smooths compression noise
-(a cell's mean moves by a level or two between encodings of the same picture) while a change of
-a few glyphs moves its cell's mean by far more: a digit of a page number at 20 px on a 640x360
-frame changes about 10 % of a 4x4 px cell of the 160x90 grey frame by ~150 levels, a mean of
-~15. The default threshold of 4 sits well between the two; the benchmark checks it finds every
-slide's text (``scripts/bench/gate.py``). When unsure, it reads: ``max_skip_ms`` forces a full
-read after that long without one (0: never forced).
+The measure: the frame in grey, shrunk with area averaging to 160 cells across (each cell 4x4
+pixels of a 640x360 frame, 8x8 of 720p); the absolute grey difference of each cell against the
+reference is compared with ``threshold`` (grey levels, 0-255). Area averaging smooths compression
+noise, and a changed glyph moves its cells' means by far more. Measured on the H.264 lecture of
+``tests/lecture.py`` (640x360, libx264 veryfast): between samples of an unchanged slide the
+largest cell difference was 0 to 12 (the encoder refining the picture in the second or two
+after a cut); a page number that changed from "8 / 12" to "9 / 12" (22 px) moved its cells by
+88 to 96, a new slide by over 200. The default threshold of 16 sits between the two; the
+benchmark (``scripts/bench/gate.py``) checks that every slide's text is still found with its
+span within one sample interval. When unsure, it reads: ``max_skip_ms`` forces a full read after
+that long without one (0: never forced).
 
 The comparison costs about 0.2 ms per 640x360 frame on this development machine's CPU, against
 1-7 s for an easyocr call on the same frame.
@@ -47,7 +49,7 @@ T = TypeVar("T")
 class GateSettings:
     """How the gate decides; built from a pipeline's options."""
 
-    threshold: float = 4.0
+    threshold: float = 16.0
     """Mean absolute grey difference of one cell (0-255) above which the cell changed."""
     cols: int = 160
     """Width of the grey picture the frames are compared at (cells across)."""
@@ -61,7 +63,7 @@ class GateSettings:
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 255:
             raise OptionsError(f"gate threshold {self.threshold} is outside (0, 255)",
-                               hint="use a grey-level difference such as 4 (the default)")
+                               hint="use a grey-level difference such as 16 (the default)")
         if not 16 <= self.cols <= 1920:
             raise OptionsError(f"gate cols {self.cols} is outside 16-1920",
                                hint="use 160 (the default)")

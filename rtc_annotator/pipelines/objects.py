@@ -56,7 +56,7 @@ class ObjectsOptions(PipelineOptions):
         "detections. Off by default: in moving video nearly every sample changes, so the gate "
         "would only add its comparisons.")
     gate_threshold: float = Field(
-        default=4.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
+        default=16.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
     model: str | None = Field(
         default=None, description="Model name (`rtc-annotator models list`); default: the "
         "profile's.")

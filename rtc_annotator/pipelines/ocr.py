@@ -63,7 +63,7 @@ class OcrOptions(PipelineOptions):
         default=True, description="Read a sampled frame only where the picture changed since "
         "the last frame read (off: read every sample whole).")
     gate_threshold: float = Field(
-        default=4.0, gt=0, lt=255, description="Grey-level change (mean of a cell of the "
+        default=16.0, gt=0, lt=255, description="Grey-level change (mean of a cell of the "
         "160-wide grey frame) that counts as a change.")
     gate_bands: bool = Field(
         default=True, description="Read only the changed rows when the change is small.")

