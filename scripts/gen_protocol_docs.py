@@ -51,7 +51,7 @@ MESSAGES: tuple[tuple[type[BaseModel], str], ...] = (
     (peer.Error, "both"),
 )
 NESTED: tuple[type[BaseModel], ...] = (
-    peer.SharedInput, peer.RtcInput, ErrorEnvelope, peer.PipelineStats,
+    peer.SharedInput, peer.RtcInput, ErrorEnvelope, peer.PipelineStats, peer.GateSummary,
 )
 
 

@@ -80,7 +80,7 @@ class SubmitResult:
     sent_bytes: int = 0
     artifacts: int = 0
     """Envelopes received and made durable (store or spool), over every attempt."""
-    pipelines: dict[str, dict[str, float]] = field(default_factory=dict)
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: ErrorEnvelope | None = None
     seconds: float = 0.0
     reroutes: list[dict[str, str]] = field(default_factory=list)
@@ -257,7 +257,9 @@ class _Ctx:
         r.sent_bytes += job.sent_bytes
         r.error = job.error
         r.pipelines = {
-            k: {"artifacts": v.artifacts, "seconds": v.seconds} for k, v in job.pipelines.items()
+            k: {"artifacts": v.artifacts, "seconds": v.seconds,
+                **({"gate": v.gate.model_dump()} if v.gate is not None else {})}
+            for k, v in job.pipelines.items()
         }
         self.record.transfer = r.transfer
 

@@ -196,7 +196,7 @@ async def annotate_video(settings: Settings, video: Path, pipelines: list[str], 
     finally:
         await store.close()
     return {"asset_id": asset_id, "job_id": job_id, "status": result.status.value,
-            "counts": result.counts, "timings": result.timings,
+            "counts": result.counts, "timings": result.timings, "stats": result.stats,
             "runs": run_ids, "error": result.error.model_dump() if result.error else None,
             "failures": {k: v.model_dump() for k, v in result.failures.items()}}
 
@@ -233,6 +233,11 @@ def annotate_cmd(
     else:
         counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
         typer.echo(f"{summary['status']}: asset {summary['asset_id'][:12]} ({counts})")
+        for name, stats in summary["stats"].items():
+            if "gate" in stats:
+                g = stats["gate"]
+                typer.echo(f"{name} gate: {g['frames']} frames, {g['full_reads']} read whole, "
+                           f"{g['band_reads']} in part, {g['calls_saved']} model calls saved")
         errors = list(summary["failures"].values()) or (
             [summary["error"]] if summary["error"] else [])
         for err in errors:

@@ -142,6 +142,9 @@ class RunContext:
     which may be read-only)."""
     threads: int | None = None
     """CPU threads the model libraries may use (None: their default)."""
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-pipeline figures for the job summary (``stats[pipeline name]``), e.g. how many model
+    calls a change gate saved. Each pipeline writes only its own key."""
     frame_source: Any = None
     """The job's :class:`~rtc_annotator.pipelines.frames.SharedDecoder`, set by the job child
     when several pipelines decode the same video (None: each decodes on its own)."""

@@ -31,6 +31,7 @@ from rtc_annotator.pipelines.base import (
     RunContext,
 )
 from rtc_annotator.pipelines.frames import Frame
+from rtc_annotator.pipelines.gate import ChangeGate, GateSettings
 from rtc_annotator.pipelines.models import ModelEntry, load_failed, model_for, model_option
 from rtc_annotator.pipelines.profiles import probe_models
 
@@ -49,6 +50,13 @@ class ObjectsOptions(PipelineOptions):
     tracker: Literal["bytetrack", "botsort"] = Field(
         default="bytetrack", description="ultralytics tracker used with track (its own "
         "default varies by version).")
+    gate: bool = Field(
+        default=False, description="Still content (slides, a fixed camera on an empty room): "
+        "run the model only on samples whose picture changed; the others repeat the last "
+        "detections. Off by default: in moving video nearly every sample changes, so the gate "
+        "would only add its comparisons.")
+    gate_threshold: float = Field(
+        default=16.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
     model: str | None = Field(
         default=None, description="Model name (`rtc-annotator models list`); default: the "
         "profile's.")
@@ -171,23 +179,42 @@ class ObjectsPipeline(Pipeline):
         model.predict(np.zeros((64, 64, 3), dtype=np.uint8), **kwargs)
         torch.set_num_threads(loaded.threads)
         batch: list[Frame] = []
+        # (frame, read?) in order: a frame the gate skipped repeats the last read's detections
+        order: list[tuple[Frame, bool]] = []
+        gate = ChangeGate(GateSettings(threshold=options.gate_threshold, bands=False)) \
+            if options.gate else None
+        last: list[dict[str, Any]] = []
 
         def flush() -> Iterator[PipelineOutput]:
+            nonlocal last
             if options.track:
                 results = [model.track(f.image, persist=True, tracker=f"{options.tracker}.yaml",
                                        **kwargs)[0] for f in batch]
             else:
-                results = model.predict([f.image for f in batch], **kwargs)
-            for frame, result in zip(batch, results, strict=True):
-                for payload in result_payloads(result, frame.pts_ms):
+                results = model.predict([f.image for f in batch], **kwargs) if batch else []
+            read = iter(results)
+            for frame, was_read in order:
+                if was_read:
+                    last = result_payloads(next(read), frame.pts_ms)
+                    payloads = last
+                else:
+                    payloads = [{**p, "frame_pts_ms": frame.pts_ms} for p in last]
+                for payload in payloads:
                     yield PipelineOutput(
                         "object.detection", SCHEMA_VERSION, frame.pts_ms, frame.pts_ms, payload
                     )
             batch.clear()
+            order.clear()
 
         for frame in context.frames(video, every_ms=options.sample_every_ms):
-            batch.append(frame)
+            if gate is not None and gate.decide(frame.image, frame.pts_ms).decision == "skip":
+                order.append((frame, False))
+            else:
+                batch.append(frame)
+                order.append((frame, True))
             if len(batch) >= options.batch:
                 yield from flush()
-        if batch:
+        if order:
             yield from flush()
+        if gate is not None:
+            context.stats[self.name] = {"gate": gate.stats.as_dict()}

@@ -1,5 +1,11 @@
 """``ocr`` pipeline: easyocr on sampled frames; identical text on consecutive samples merged.
 
+A change gate (:mod:`rtc_annotator.pipelines.gate`, on by default) reads a sampled frame only
+where its picture changed since the last frame read: unchanged frames keep the current text
+spans open without a model call, a frame where only some rows changed (a page number, a moving
+inset) has just that band read. Spans are as exact as without the gate: a change is seen on the
+first sample after it, as a read would see it.
+
 The reader loads its detector and recognizer from the folder of the model named by the ``model``
 option or the profile (see :mod:`.models`; the built-in ``english_g2`` is
 ``<models_dir>/easyocr``), with ``download_enabled=False``; easyocr's ``user_network`` dir is
@@ -20,6 +26,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from rtc_annotator.config import Settings
+from rtc_annotator.logs import get_logger
 from rtc_annotator.pipelines.base import (
     Availability,
     Pipeline,
@@ -28,10 +35,12 @@ from rtc_annotator.pipelines.base import (
     RunContext,
 )
 from rtc_annotator.pipelines.frames import open_video
+from rtc_annotator.pipelines.gate import ChangeGate, GatedReader, GateSettings
 from rtc_annotator.pipelines.models import load_failed, model_for, model_option
 from rtc_annotator.pipelines.profiles import probe_models
 
 SCHEMA_VERSION = 1
+_log = get_logger(__name__)
 
 
 class OcrOptions(PipelineOptions):
@@ -50,6 +59,23 @@ class OcrOptions(PipelineOptions):
     def _check_model(cls, v: str | None) -> str | None:
         return model_option(v)
 
+    gate: bool = Field(
+        default=True, description="Read a sampled frame only where the picture changed since "
+        "the last frame read (off: read every sample whole).")
+    gate_threshold: float = Field(
+        default=16.0, gt=0, lt=255, description="Grey-level change (mean of a cell of the "
+        "160-wide grey frame) that counts as a change.")
+    gate_bands: bool = Field(
+        default=True, description="Read only the changed rows when the change is small.")
+    gate_max_skip_ms: int = Field(
+        default=0, ge=0, description="Force a whole read after this long without one (0: never).")
+
+    def gate_settings(self) -> GateSettings | None:
+        if not self.gate:
+            return None
+        return GateSettings(threshold=self.gate_threshold, bands=self.gate_bands,
+                            max_skip_ms=self.gate_max_skip_ms)
+
 
 @dataclass
 class TextItem:
@@ -60,19 +86,27 @@ class TextItem:
     polygon: list[list[float]]
 
 
-def readtext_items(results: Iterable[Any], width: int, height: int) -> list[TextItem]:
-    """Convert easyocr ``readtext`` output ``[(box, text, conf), ...]`` (pixel corners)."""
+def readtext_items(results: Iterable[Any], width: int, height: int,
+                   top: int = 0) -> list[TextItem]:
+    """Convert easyocr ``readtext`` output ``[(box, text, conf), ...]`` (pixel corners) of a
+    frame ``width`` x ``height``, or of its band starting at pixel row ``top``."""
     items = []
     for box, text, conf in results:
         clean = " ".join(str(text).split())
         if not clean:
             continue
         polygon = [
-            [min(1.0, max(0.0, float(x) / width)), min(1.0, max(0.0, float(y) / height))]
+            [min(1.0, max(0.0, float(x) / width)), min(1.0, max(0.0, (float(y) + top) / height))]
             for x, y in box
         ]
         items.append(TextItem(clean, min(1.0, max(0.0, float(conf))), polygon))
     return items
+
+
+def vertical_extent(item: TextItem) -> tuple[float, float]:
+    """Top and bottom of an item's polygon, as fractions of the frame height."""
+    ys = [p[1] for p in item.polygon]
+    return (min(ys), max(ys)) if ys else (0.0, 0.0)
 
 
 @dataclass
@@ -154,13 +188,24 @@ class OcrPipeline(Pipeline):
         duration_ms = round(container.duration / 1000) if container.duration else 0
         container.close()
         merger = TextSpanMerger(languages)
+        settings = options.gate_settings()
+        gate = ChangeGate(settings) if settings is not None else None
+        size: list[int] = [0, 0]
+
+        def read(image: Any, top: int) -> list[TextItem]:
+            results = reader.readtext(image, detail=1)
+            return [i for i in readtext_items(results, size[0], size[1], top)
+                    if i.confidence >= options.min_confidence]
+
+        gated = GatedReader(read, vertical_extent, gate)
         last_ms = 0
         # easyocr takes arrays as BGR (its grey image is cv2.COLOR_BGR2GRAY of them)
         for frame in context.frames(video, every_ms=options.sample_every_ms):
-            results = reader.readtext(frame.image, detail=1)
-            h, w = frame.image.shape[:2]
-            items = [i for i in readtext_items(results, w, h)
-                     if i.confidence >= options.min_confidence]
+            size[1], size[0] = frame.image.shape[:2]
+            items = gated.items(frame.image, frame.pts_ms)
             yield from merger.sample(frame.pts_ms, items)
             last_ms = frame.pts_ms
         yield from merger.finish(max(duration_ms, last_ms))
+        if gate is not None:
+            context.stats[self.name] = {"gate": gate.stats.as_dict()}
+            _log.info("ocr gate", ctx=gate.stats.as_dict())

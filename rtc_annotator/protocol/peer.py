@@ -206,11 +206,24 @@ class ArtifactAck(_Msg):
     )
 
 
+class GateSummary(_Msg):
+    """What a pipeline's change gate did over one job."""
+
+    frames: int = Field(ge=0, description="Sampled frames compared.")
+    full_reads: int = Field(ge=0, description="Frames the model read whole.")
+    band_reads: int = Field(ge=0, description="Frames of which the model read only a band.")
+    calls_saved: int = Field(ge=0, description="Frames not read at all (model calls saved).")
+    compare_s: float = Field(ge=0, description="Seconds spent comparing frames.")
+
+
 class PipelineStats(_Msg):
     """Counts and timings of one pipeline."""
 
     artifacts: int = Field(ge=0, description="Artifacts emitted.")
     seconds: float = Field(ge=0, description="Wall time of the pipeline.")
+    gate: GateSummary | None = Field(
+        default=None, description="What the pipeline's change gate did (ocr; objects with "
+        "gate on); nil without a gate.")
 
 
 class JobDone(_Msg):

@@ -335,6 +335,8 @@ class WorkerAgent:
                 name: {
                     "artifacts": result.counts.get(name, 0),
                     "seconds": round(float(result.timings.get(name, 0.0)), 3),
+                    **({"gate": result.stats[name]["gate"]}
+                       if "gate" in result.stats.get(name, {}) else {}),
                 }
                 for name in pipelines
             }

@@ -8,7 +8,8 @@ a one-way :func:`multiprocessing.Pipe`, are plain tuples of builtins:
 
 * ``("started", pipeline)``
 * ``("outputs", pipeline, [PipelineOutput.to_dict(), ...])`` -- small batches, as produced
-* ``("pipeline_done", pipeline, count, seconds)``
+* ``("pipeline_done", pipeline, count, seconds, stats)``: ``stats`` is what the pipeline put in
+  ``context.stats[pipeline]`` (e.g. ``{"gate": {...}}``), else empty
 * ``("failed", pipeline, {code, message, hint}, traceback_text)``: that pipeline failed; the
   job's other pipelines still run (their results are kept), the job ends failed
 * ``("done",)``

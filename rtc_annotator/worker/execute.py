@@ -91,7 +91,8 @@ def _run_one(name: str, registry: Registry, video: Path, options_raw: dict[str, 
         if batch:
             send(("outputs", name, batch))
             batch = []
-        send(("pipeline_done", name, count, time.monotonic() - started))
+        send(("pipeline_done", name, count, time.monotonic() - started,
+              dict(context.stats.get(name, {}))))
     except Exception as exc:
         if batch:  # what the pipeline yielded before it failed is a result too
             send(("outputs", name, batch))

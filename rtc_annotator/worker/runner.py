@@ -90,6 +90,8 @@ class JobResult:
     """The pipeline that failed, if one did."""
     failures: dict[str, ErrorEnvelope] = field(default_factory=dict)
     """Every pipeline that failed, with its error (the others of the job still ran)."""
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Figures a pipeline reported for the summary, e.g. ``{"ocr": {"gate": {...}}}``."""
 
 
 class JobHandle:
@@ -109,6 +111,7 @@ class JobHandle:
         self.error: ErrorEnvelope | None = None
         self.failed_pipeline: str | None = None
         self.failures: dict[str, ErrorEnvelope] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
         self._runner = runner
         self._status = JobStatus.QUEUED
         self._batches: asyncio.Queue[list[PipelineOutput] | None] = asyncio.Queue()
@@ -148,7 +151,8 @@ class JobHandle:
 
     def result(self) -> JobResult:
         return JobResult(self.job_id, self._status, dict(self.counts), dict(self.timings),
-                         self.error, self.failed_pipeline, dict(self.failures))
+                         self.error, self.failed_pipeline, dict(self.failures),
+                         dict(self.stats))
 
     async def cancel(self) -> None:
         """Cancel: drop it from the queue, or end its process; returns once it has ended."""
@@ -389,8 +393,10 @@ class JobRunner:
             elif kind == "started":
                 handle._log.info("pipeline started", ctx={"pipeline": msg[1]})
             elif kind == "pipeline_done":
-                _, name, count, seconds = msg
+                _, name, count, seconds, stats = msg
                 handle.timings[name] = round(float(seconds), 6)
+                if stats:
+                    handle.stats[name] = stats
                 handle._log.info("pipeline done", ctx={"pipeline": name, "count": count,
                                                       "seconds": round(float(seconds), 3)})
             elif kind == "failed":
