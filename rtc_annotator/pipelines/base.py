@@ -220,6 +220,16 @@ class Pipeline(ABC):
                 return Availability(False, reason)
         return Availability(True, "", MODEL_PROFILES)
 
+    def prepare(self, options: PipelineOptions, context: RunContext) -> None:  # noqa: B027
+        """Load models and import heavy libraries before the job's pipelines start.
+
+        A job's pipelines run side by side in threads; the job calls ``prepare`` of each, one
+        after the other in its main thread, first. So two threads never import one library at
+        once (a second thread can see a half-initialised module), and process-wide settings a
+        library changes while loading (ultralytics sets ``OMP_NUM_THREADS``, OpenCV's and
+        torch's threads) are put back before any pipeline runs. Its time counts in the
+        pipeline's seconds. Default: nothing."""
+
     @abstractmethod
     def run(
         self, video: Path, options: PipelineOptions, context: RunContext

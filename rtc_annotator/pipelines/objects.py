@@ -160,12 +160,12 @@ class ObjectsPipeline(Pipeline):
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
 
-    def run(
-        self, video: Path, options: PipelineOptions, context: RunContext
-    ) -> Iterator[PipelineOutput]:
+    _ready: tuple[LoadedYolo, dict[str, Any]] | None = None
+
+    def prepare(self, options: PipelineOptions, context: RunContext) -> None:
+        """Load the weights and set the predictor up (see :meth:`Pipeline.prepare`)."""
         assert isinstance(options, ObjectsOptions)
         loaded = load_yolo(model_for(context, self.name, options.model), context)
-        model = loaded.model
         kwargs: dict[str, Any] = {
             "conf": options.confidence, "iou": options.iou, "imgsz": options.imgsz,
             "device": "0" if context.device == "cuda" else "cpu", "verbose": False}
@@ -176,8 +176,20 @@ class ObjectsPipeline(Pipeline):
 
         # the first call sets the predictor up, and with it torch's threads to
         # min(8, cores - 1): run it on a blank image, then put the threads back
-        model.predict(np.zeros((64, 64, 3), dtype=np.uint8), **kwargs)
+        with ultralytics_env(context.cache_dir):
+            loaded.model.predict(np.zeros((64, 64, 3), dtype=np.uint8), **kwargs)
         torch.set_num_threads(loaded.threads)
+        self._ready = (loaded, kwargs)
+
+    def run(
+        self, video: Path, options: PipelineOptions, context: RunContext
+    ) -> Iterator[PipelineOutput]:
+        assert isinstance(options, ObjectsOptions)
+        if self._ready is None:
+            self.prepare(options, context)
+        assert self._ready is not None
+        loaded, kwargs = self._ready
+        model = loaded.model
         batch: list[Frame] = []
         # (frame, read?) in order: a frame the gate skipped repeats the last read's detections
         order: list[tuple[Frame, bool]] = []

@@ -163,9 +163,10 @@ class OcrPipeline(Pipeline):
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
 
-    def run(
-        self, video: Path, options: PipelineOptions, context: RunContext
-    ) -> Iterator[PipelineOutput]:
+    _reader: Any = None
+
+    def prepare(self, options: PipelineOptions, context: RunContext) -> None:
+        """Load the detector and recognizer (see :meth:`Pipeline.prepare`)."""
         assert isinstance(options, OcrOptions)
         entry = model_for(context, self.name, options.model)
         languages = list(options.languages or entry.languages)
@@ -184,6 +185,15 @@ class OcrPipeline(Pipeline):
             raise load_failed(entry, exc, f"the folder must hold easyocr's {entry.detector} "
                               f"detector and {entry.recognizer}.pth, complete and readable "
                               f"for languages {','.join(languages)}") from None
+        self._reader = (reader, languages)
+
+    def run(
+        self, video: Path, options: PipelineOptions, context: RunContext
+    ) -> Iterator[PipelineOutput]:
+        assert isinstance(options, OcrOptions)
+        if self._reader is None:
+            self.prepare(options, context)
+        reader, languages = self._reader
         container = open_video(video)
         duration_ms = round(container.duration / 1000) if container.duration else 0
         container.close()

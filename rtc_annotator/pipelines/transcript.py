@@ -116,6 +116,10 @@ class TranscriptPipeline(Pipeline):
     def probe(self, settings: Settings) -> Availability:
         return probe_models(self.name, self.requirements, settings)
 
+    def prepare(self, options: PipelineOptions, context: RunContext) -> None:
+        """Import faster-whisper (CTranslate2) before the job's threads start."""
+        import faster_whisper  # noqa: F401
+
     def run(
         self, video: Path, options: PipelineOptions, context: RunContext
     ) -> Iterator[PipelineOutput]:

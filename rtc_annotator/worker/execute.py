@@ -15,11 +15,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rtc_annotator.errors import RtcAnnotatorError
-from rtc_annotator.pipelines.base import Pipeline, PipelineError, PipelineOutput, RunContext
+from rtc_annotator.pipelines.base import (
+    Pipeline,
+    PipelineError,
+    PipelineOptions,
+    PipelineOutput,
+    RunContext,
+)
 from rtc_annotator.pipelines.frames import SharedDecoder
 from rtc_annotator.pipelines.plugins import plugin_origin
 from rtc_annotator.pipelines.registry import Registry
@@ -68,16 +75,43 @@ def internal_error(pipeline: str, target: str | None, exc: BaseException) -> dic
     return {"code": "PIPELINE_ERROR", "message": text[:300], "hint": hint}
 
 
-def _run_one(name: str, registry: Registry, video: Path, options_raw: dict[str, Any] | None,
+@dataclass
+class _Prepared:
+    """A pipeline set up by :func:`_prepare`, or the error that stopped it."""
+
+    pipeline: Pipeline | None = None
+    options: PipelineOptions | None = None
+    seconds: float = 0.0
+    error: BaseException | None = None
+    trace: str = ""
+
+
+def _prepare(name: str, registry: Registry, options_raw: dict[str, Any] | None,
+             context: RunContext) -> _Prepared:
+    """Instantiate, check the options and run the pipeline's ``prepare`` (models, imports)."""
+    started = time.monotonic()
+    try:
+        pipeline = registry.get(name)
+        options = pipeline.parse_options(options_raw)
+        pipeline.prepare(options, context)
+    except Exception as exc:
+        return _Prepared(error=exc, trace=traceback.format_exc())
+    return _Prepared(pipeline, options, time.monotonic() - started)
+
+
+def _run_one(name: str, registry: Registry, video: Path, prepared: _Prepared,
              context: RunContext, send: Send, batch_max: int, flush_s: float,
              shared: SharedDecoder | None) -> None:
     target = registry.entries.get(name)
     batch: list[dict[str, Any]] = []
     try:
-        pipeline = registry.get(name)
-        options = pipeline.parse_options(options_raw)
+        if prepared.error is not None:
+            raise prepared.error
+        pipeline, options = prepared.pipeline, prepared.options
+        assert pipeline is not None and options is not None
         send(("started", name))
-        started = last_send = time.monotonic()
+        last_send = time.monotonic()
+        started = last_send - prepared.seconds
         count = 0
         for output in pipeline.run(video, options, context):
             check_output(name, target or "", pipeline, output)
@@ -100,7 +134,7 @@ def _run_one(name: str, registry: Registry, video: Path, options_raw: dict[str, 
             envelope = exc.envelope().model_dump()
         else:
             envelope = internal_error(name, target, exc)
-        send(("failed", name, envelope, traceback.format_exc()))
+        send(("failed", name, envelope, prepared.trace or traceback.format_exc()))
     finally:
         if shared is not None:
             shared.withdraw()
@@ -121,13 +155,17 @@ def run_pipelines(send: Send, video: Path, pipelines: list[str],
                 frame_based.append(name)
         except Exception:  # reported by its own thread below
             continue
+    # set each pipeline up in turn (models, heavy imports) before any of them runs
+    prepared = {name: _prepare(name, registry, options.get(name), context)
+                for name in pipelines}
+    frame_based = [n for n in frame_based if prepared[n].error is None]
     shared = SharedDecoder(video, len(frame_based)) if len(frame_based) > 1 else None
     if shared is not None:
         context.frame_source = shared
     threads = [
         threading.Thread(
             target=_run_one, name=f"pipeline-{name}", daemon=True,
-            args=(name, registry, video, options.get(name), context, send, batch_max, flush_s,
+            args=(name, registry, video, prepared[name], context, send, batch_max, flush_s,
                   shared if name in frame_based else None))
         for name in pipelines
     ]

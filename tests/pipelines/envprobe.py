@@ -14,7 +14,7 @@ from rtc_annotator.pipelines.base import Pipeline, PipelineOptions, PipelineOutp
 class EnvProbe(Pipeline):
     name: ClassVar[str] = "envprobe"
     version: ClassVar[str] = "1"
-    artifact_types: ClassVar[tuple[str, ...]] = ("env",)
+    artifact_types: ClassVar[tuple[str, ...]] = ()
 
     def run(self, video: Path, options: PipelineOptions,
             context: RunContext) -> Iterator[PipelineOutput]:
@@ -25,4 +25,5 @@ class EnvProbe(Pipeline):
                                     if m in sys.modules)}
         if "torch" in sys.modules:
             report["torch_threads"] = sys.modules["torch"].get_num_threads()
-        yield PipelineOutput("env", 1, 0, 0, report)
+        context.stats[self.name] = report  # reaches JobResult.stats; no artifact to store
+        yield from ()

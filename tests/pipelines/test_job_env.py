@@ -28,11 +28,11 @@ async def _reports(settings: Settings, video: Path, pipelines: list[str],
                    options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     async with JobRunner(settings, slots=1, registry=REGISTRY) as runner:
         handle = await runner.submit("env", video, pipelines, "fast", options or {})
-        out = [o.payload async for batch in handle.outputs() for o in batch
-               if o.artifact_type == "env"]
+        async for _ in handle.outputs():
+            pass
         result = await handle.wait()
     assert result.status.value == "completed", result.error
-    return out
+    return [result.stats[name] for name in pipelines if name.startswith("envprobe")]
 
 
 async def test_a_scenes_job_never_loads_torch(make_video, tmp_path: Path) -> None:
@@ -44,18 +44,22 @@ async def test_a_scenes_job_never_loads_torch(make_video, tmp_path: Path) -> Non
 
 async def test_objects_leaves_the_threads_of_the_job_as_configured(
         make_video, real: SimpleNamespace) -> None:
+    """The job's pipelines run side by side; objects loads ultralytics in its prepare step,
+    before any of them starts, and puts back what the import changed: a pipeline running
+    beside it sees the configured threads, not ultralytics' choices."""
     settings = Settings.model_validate({
         "worker": {"models_dir": str(real.models_dir), "cache_dir": str(real.cache),
                    "threads_per_job": 2},
         "profiles": {"fast": {"objects": "people"}}})
     video = make_video(colors=("red",), seconds_each=1.0)
-    first, second = await _reports(settings, video, ["envprobe", "objects", "envprobe2"],
-                                   {"objects": {"sample_every_ms": 1000}})
-    assert first["modules"] == [] and first["omp"] == "2"
-    assert "ultralytics" in second["modules"]
-    assert second["omp"] == "2"  # not ultralytics' 1
-    assert second["torch_threads"] == 2  # not ultralytics' min(8, cores - 1)
-    assert second["cv2_threads"] == first["cv2_threads"]  # not ultralytics' 0
+    (alone,) = await _reports(settings, video, ["envprobe"])
+    (beside,) = await _reports(settings, video, ["objects", "envprobe"],
+                               {"objects": {"sample_every_ms": 1000}})
+    assert alone["modules"] == [] and alone["omp"] == "2"
+    assert "ultralytics" in beside["modules"]
+    assert beside["omp"] == "2"  # not ultralytics' 1
+    assert beside["torch_threads"] == 2  # not ultralytics' min(8, cores - 1)
+    assert beside["cv2_threads"] == alone["cv2_threads"]  # not ultralytics' 0
 
 
 def test_the_probe_imports_no_model_library(real: SimpleNamespace) -> None:
