@@ -227,6 +227,41 @@ def check_worker_dirs(settings: Settings) -> list[Check]:
                          f"{models}"))
     else:
         out.append(Check("worker models_dir", Status.OK, str(models)))
+    out += check_worker_disk(settings)
+    return out
+
+
+def check_worker_disk(settings: Settings, *, now: float | None = None) -> list[Check]:
+    """What the worker keeps on disk: received files against ``cache_max_bytes``, and outbox
+    entries (results no client has fetched yet), with those past ``outbox_expire_days`` that
+    the worker deletes at its next start or hourly pass."""
+    import time
+
+    from rtc_annotator.transport.filetransfer import cache_entries
+    from rtc_annotator.transport.outbox import outbox_entries
+
+    w = settings.worker
+    files_root, outbox_root = w.cache_dir / "files", w.cache_dir / "outbox"
+    out: list[Check] = []
+    if files_root.is_dir():
+        used = sum(e.size for e in cache_entries(files_root))
+        status = Status.OK if used <= w.cache_max_bytes else Status.WARN
+        out.append(Check("worker file cache", status,
+                         f"{used} of {w.cache_max_bytes} bytes (cache_max_bytes) used",
+                         "" if status is Status.OK else "the worker evicts unused files at the "
+                         "next transfer; lower nothing, or raise cache_max_bytes"))
+    if outbox_root.is_dir():
+        entries = outbox_entries(outbox_root)
+        max_age = w.outbox_expire_days * 86400
+        stamp = time.time() if now is None else now
+        old = [e for e in entries if stamp - e.last_change > max_age]
+        detail = (f"{len(entries)} job(s) with results waiting for their client, "
+                  f"{sum(e.batches for e in entries)} batch(es); {len(old)} older than "
+                  f"outbox_expire_days ({w.outbox_expire_days:g})")
+        out.append(Check("worker outbox", Status.OK if not old else Status.WARN, detail,
+                         "" if not old else "the worker deletes them at its next start (or "
+                         "within the hour): attach to them first if they are still wanted "
+                         "(rtc-annotator jobs attach JOB_ID)"))
     return out
 
 

@@ -175,20 +175,7 @@ class FileCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every blob and partial file with its size and last use. Blocking: scans the disk."""
-        out: list[CacheEntry] = []
-        for folder in _listdir(self.blobs):
-            if not _SHA_RE.match(folder.name) or not folder.is_dir():
-                continue
-            size = sum(f.stat().st_size for f in _listdir(folder) if f.is_file())
-            with contextlib.suppress(OSError):
-                out.append(CacheEntry(folder.name, folder, size, folder.stat().st_mtime, False))
-        for part in _listdir(self.partial):
-            sha = part.name.removesuffix(".part")
-            if _SHA_RE.match(sha) and part.is_file():
-                with contextlib.suppress(OSError):
-                    st = part.stat()
-                    out.append(CacheEntry(sha, part, st.st_size, st.st_mtime, True))
-        return out
+        return cache_entries(self.root)
 
     def used_bytes(self) -> int:
         """Bytes the cache holds now. Blocking."""
@@ -280,6 +267,25 @@ class FileCache:
         os.utime(folder)
         self.arrived(sha256).set()
         return target
+
+
+def cache_entries(root: Path) -> list[CacheEntry]:
+    """Every blob and partial file under a cache ``root`` (``blobs/``, ``partial/``), with its
+    size and last use; creates nothing. Blocking: scans the disk."""
+    out: list[CacheEntry] = []
+    for folder in _listdir(root / "blobs"):
+        if not _SHA_RE.match(folder.name) or not folder.is_dir():
+            continue
+        size = sum(f.stat().st_size for f in _listdir(folder) if f.is_file())
+        with contextlib.suppress(OSError):
+            out.append(CacheEntry(folder.name, folder, size, folder.stat().st_mtime, False))
+    for part in _listdir(root / "partial"):
+        sha = part.name.removesuffix(".part")
+        if _SHA_RE.match(sha) and part.is_file():
+            with contextlib.suppress(OSError):
+                st = part.stat()
+                out.append(CacheEntry(sha, part, st.st_size, st.st_mtime, True))
+    return out
 
 
 def _listdir(folder: Path) -> list[Path]:

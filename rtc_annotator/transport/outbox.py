@@ -192,24 +192,7 @@ class Outbox:
 
     def entries(self) -> list[OutboxEntry]:
         """Every job folder with its unacked batches and age. Blocking: scans the disk."""
-        out = []
-        try:
-            folders = [f for f in self.root.iterdir() if f.is_dir() and _JOB_RE.match(f.name)]
-        except OSError:
-            return []
-        for folder in folders:
-            try:
-                files = list(folder.iterdir())
-                newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
-            except OSError:
-                continue
-            out.append(OutboxEntry(
-                job_id=folder.name,
-                batches=sum(1 for f in files if _BATCH_RE.match(f.name)),
-                finished=any(f.name == "final" for f in files),
-                last_change=newest,
-            ))
-        return out
+        return outbox_entries(self.root)
 
     def expire(self, max_age_s: float, *, active: Collection[str] = (),
                now: float | None = None) -> list[OutboxEntry]:
@@ -228,3 +211,26 @@ class Outbox:
                          ctx={"job": entry.job_id, "batches": entry.batches,
                               "finished": entry.finished, "age_h": round(age / 3600, 1)})
         return expired
+
+
+def outbox_entries(root: Path) -> list[OutboxEntry]:
+    """Every job folder under an outbox ``root`` with its unacked batches and age; creates
+    nothing. Blocking: scans the disk."""
+    out = []
+    try:
+        folders = [f for f in root.iterdir() if f.is_dir() and _JOB_RE.match(f.name)]
+    except OSError:
+        return []
+    for folder in folders:
+        try:
+            files = list(folder.iterdir())
+            newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
+        except OSError:
+            continue
+        out.append(OutboxEntry(
+            job_id=folder.name,
+            batches=sum(1 for f in files if _BATCH_RE.match(f.name)),
+            finished=any(f.name == "final" for f in files),
+            last_change=newest,
+        ))
+    return out

@@ -388,3 +388,35 @@ async def test_cli_bad_config_is_a_failed_check(tmp_path: Path) -> None:
     assert report["checks"][0]["status"] == "fail"
     assert "job_slots" in report["checks"][0]["fix"]
     assert "Traceback" not in err
+
+
+async def test_worker_disk_counts_cached_files_and_outbox_entries(tmp_path: Path) -> None:
+    import time
+
+    from rtc_annotator.protocol import peer as proto
+    from rtc_annotator.transport.filetransfer import FileCache
+    from rtc_annotator.transport.outbox import Outbox
+
+    cache_dir = tmp_path / "cache"
+    cache = FileCache(cache_dir / "files", max_bytes=1 << 30, min_free_bytes=0)
+    part = cache.partial_path("a" * 64)
+    part.write_bytes(b"x" * 3000)
+    box = Outbox(cache_dir / "outbox")
+    for job in ("old-1", "new-1"):
+        await box.append(job, [{"artifact_id": f"{job}-a"}])
+    await box.finish("old-1", proto.JobDone(job_id="old-1", last_seq=1, transfer="shared"))
+    old = time.time() - 10 * 86400
+    for f in (cache_dir / "outbox" / "old-1").iterdir():
+        os.utime(f, (old, old))
+    os.utime(cache_dir / "outbox" / "old-1", (old, old))
+    settings = Settings.model_validate({"worker": {
+        "cache_dir": str(cache_dir), "cache_max_bytes": 2000, "outbox_expire_days": 7}})
+
+    checks = {c.name: c for c in doctor.check_worker_disk(settings)}
+
+    assert checks["worker file cache"].status is Status.WARN
+    assert "3000 of 2000 bytes" in checks["worker file cache"].detail
+    outbox = checks["worker outbox"]
+    assert outbox.status is Status.WARN
+    assert "2 job(s)" in outbox.detail and "1 older than" in outbox.detail
+    assert "jobs attach" in outbox.fix
