@@ -31,8 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from rtc_annotator.config import MODEL_PIPELINES, MODEL_PROFILES, Settings
-from rtc_annotator.pipelines.base import ModelInvalid, ModelNotAvailable, OptionsError
+from rtc_annotator.pipelines.base import (
+    ModelInvalid,
+    ModelNotAvailable,
+    OptionsError,
+    PipelineOptions,
+)
 
 MANIFEST = "models.json"
 """File in models_dir where ``models add`` records what it added."""
@@ -384,3 +391,16 @@ def model_option(value: str | None) -> str | None:
         raise ValueError("must be a model name (letters, digits and ._-), not a path; "
                          "see `rtc-annotator models list`")
     return value
+
+
+class ModelOptions(PipelineOptions):
+    """Options of a pipeline that runs a named model (transcript, objects, ocr)."""
+
+    model: str | None = Field(
+        default=None, description="Model name (`rtc-annotator models list`); default: the "
+        "profile's.")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str | None) -> str | None:
+        return model_option(v)

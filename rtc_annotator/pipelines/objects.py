@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from rtc_annotator.config import Settings
 from rtc_annotator.pipelines.base import (
@@ -32,13 +32,13 @@ from rtc_annotator.pipelines.base import (
 )
 from rtc_annotator.pipelines.frames import Frame
 from rtc_annotator.pipelines.gate import ChangeGate, GateSettings
-from rtc_annotator.pipelines.models import ModelEntry, load_failed, model_for, model_option
+from rtc_annotator.pipelines.models import ModelEntry, ModelOptions, load_failed, model_for
 from rtc_annotator.pipelines.profiles import probe_models
 
 SCHEMA_VERSION = 1
 
 
-class ObjectsOptions(PipelineOptions):
+class ObjectsOptions(ModelOptions):
     """Options of the ``objects`` pipeline."""
 
     sample_every_ms: int = Field(default=1000, ge=1, description="One frame per this many ms.")
@@ -57,15 +57,6 @@ class ObjectsOptions(PipelineOptions):
         "would only add its comparisons.")
     gate_threshold: float = Field(
         default=16.0, gt=0, lt=255, description="Grey-level change that counts as a change.")
-    model: str | None = Field(
-        default=None, description="Model name (`rtc-annotator models list`); default: the "
-        "profile's.")
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, v: str | None) -> str | None:
-        return model_option(v)
-
 
 def result_payloads(result: Any, frame_pts_ms: int) -> list[dict[str, Any]]:
     """Convert one ultralytics ``Results`` to ``object.detection`` payloads."""

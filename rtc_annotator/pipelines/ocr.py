@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from rtc_annotator.config import Settings
 from rtc_annotator.logs import get_logger
@@ -36,29 +36,20 @@ from rtc_annotator.pipelines.base import (
 )
 from rtc_annotator.pipelines.frames import open_video
 from rtc_annotator.pipelines.gate import ChangeGate, GatedReader, GateSettings
-from rtc_annotator.pipelines.models import load_failed, model_for, model_option
+from rtc_annotator.pipelines.models import ModelOptions, load_failed, model_for
 from rtc_annotator.pipelines.profiles import probe_models
 
 SCHEMA_VERSION = 1
 _log = get_logger(__name__)
 
 
-class OcrOptions(PipelineOptions):
+class OcrOptions(ModelOptions):
     """Options of the ``ocr`` pipeline."""
 
     sample_every_ms: int = Field(default=1000, ge=1, description="One frame per this many ms.")
     languages: list[str] | None = Field(
         default=None, description="easyocr languages; default: the model's.")
     min_confidence: float = Field(default=0.3, ge=0, le=1, description="Drop weaker text.")
-    model: str | None = Field(
-        default=None, description="Model name (`rtc-annotator models list`); default: the "
-        "profile's.")
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, v: str | None) -> str | None:
-        return model_option(v)
-
     gate: bool = Field(
         default=True, description="Read a sampled frame only where the picture changed since "
         "the last frame read (off: read every sample whole).")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from rtc_annotator.config import Settings
 from rtc_annotator.logs import get_logger
@@ -28,7 +28,7 @@ from rtc_annotator.pipelines.base import (
     VideoError,
 )
 from rtc_annotator.pipelines.frames import open_video
-from rtc_annotator.pipelines.models import load_failed, model_for, model_option
+from rtc_annotator.pipelines.models import ModelOptions, load_failed, model_for
 from rtc_annotator.pipelines.profiles import model_spec, probe_models
 
 SCHEMA_VERSION = 1
@@ -36,22 +36,13 @@ log = get_logger(__name__)
 _BEAM = {"fast": 1, "balanced": 5, "high_quality": 5}
 
 
-class TranscriptOptions(PipelineOptions):
+class TranscriptOptions(ModelOptions):
     """Options of the ``transcript`` pipeline."""
 
     language: str | None = Field(default=None, description="ISO code; None: detect it.")
     beam_size: int | None = Field(default=None, ge=1, le=20, description="Default from profile.")
     vad_filter: bool = Field(default=True, description="Skip silence with Silero VAD.")
     min_silence_ms: int = Field(default=500, ge=0, description="VAD: silence that splits speech.")
-    model: str | None = Field(
-        default=None, description="Model name (`rtc-annotator models list`); default: the "
-        "profile's.")
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, v: str | None) -> str | None:
-        return model_option(v)
-
     batched: bool = Field(
         default=False, description="faster-whisper's batched inference: speech chunks found by "
         "VAD decoded several at a time. Faster on a GPU; on a CPU it is not. Same timestamps "
