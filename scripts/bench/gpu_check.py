@@ -118,7 +118,7 @@ async def _cancel(settings: Any, video: Path, on_gpu: bool) -> dict[str, Any]:
 
     async with JobRunner(settings, slots=1) as runner:
         # on a GPU a model job (it must hold GPU memory); without one any long job will do
-        job = ({"objects": {"model": "best.pt", "sample_every_ms": 40}} if on_gpu
+        job = ({"objects": {"model": "people", "sample_every_ms": 40}} if on_gpu
                else {"scenes": {}})
         handle = await runner.submit("gpu-cancel", video, list(job), bench.PROFILE, job)
         held: int | None = None
@@ -174,7 +174,11 @@ def main() -> None:
         from rtc_annotator.pipelines.metadata import read_metadata
 
         seconds = read_metadata(video)["duration_ms"] / 1000
-        settings = Settings(worker=WorkerSettings(models_dir=models))
+        # the fall-detection checkpoint is a named model of this machine
+        settings = Settings.model_validate({
+            "worker": WorkerSettings(models_dir=models).model_dump(),
+            "models": {"objects": {"people": {
+                "path": str(models / "ultralytics" / "best.pt")}}}})
         every = {"objects": 40 if on_gpu and not args.quick else 2000,
                  "ocr": 6000 if args.quick else bench.OCR_EVERY_MS}
         for name in names:
@@ -182,7 +186,7 @@ def main() -> None:
             if name in every:
                 options["sample_every_ms"] = every[name]
             if name == "objects":
-                options["model"] = "best.pt"
+                options["model"] = "people"
             result = asyncio.run(_job(settings, video, name, options))
             row: dict[str, Any] = {"status": result.status.value,
                                    "outputs": result.counts.get(name, 0)}
