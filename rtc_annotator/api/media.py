@@ -14,13 +14,13 @@ replaced since the job is never shown as that video.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtc_annotator.client.jobs import JobRegistry
 from rtc_annotator.errors import RtcAnnotatorError
+from rtc_annotator.hashcache import sha256_of
 from rtc_annotator.logs import get_logger
 from rtc_annotator.storage import StorageResolver
 
@@ -33,14 +33,6 @@ class VideoNotHere(RtcAnnotatorError):
     code = "VIDEO_NOT_HERE"
     default_hint = ("the video file is not on this machine (or changed since it was annotated); "
                     "the results are still shown without it")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -90,7 +82,7 @@ class MediaLocator:
         key = (str(path), st.st_size, st.st_mtime_ns)
         digest = self._hashes.get(key)
         if digest is None:
-            digest = _sha256(path)
+            digest = sha256_of(path)
             self._hashes[key] = digest
         return digest == asset_id
 
